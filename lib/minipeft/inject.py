@@ -130,9 +130,29 @@ class PeftConfig:
 
     uses_targets: ClassVar[bool] = True  # False for methods that wrap nothing (prompt tuning, BitFit)
 
+    def to_peft(self, model: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
+        """(adapter_config.json dict, adapter_model.safetensors state) in Hugging Face peft's format.
+        Implemented by every method that peft also has; used by minipeft.export_peft."""
+        raise TypeError(f"Hugging Face peft has no equivalent of {type(self).__name__}: it cannot be exported.")
+
     # -- shared helpers
+    REGISTRY: ClassVar[dict[str, type]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "method" in cls.__dict__:  # every concrete config declares its own short name
+            PeftConfig.REGISTRY[cls.method] = cls
+
     def to_dict(self) -> dict:
         return {"method": self.method, **asdict(self)}
+
+    @staticmethod
+    def from_dict(data: dict) -> "PeftConfig":
+        data = dict(data)
+        method = data.pop("method", None)
+        if method not in PeftConfig.REGISTRY:
+            raise ValueError(f"Unknown PEFT method {method!r}; known: {sorted(PeftConfig.REGISTRY)}.")
+        return PeftConfig.REGISTRY[method](**data)
 
 
 # --------------------------------------------------------------------------------------------- target resolution
