@@ -269,21 +269,32 @@ def fit(model: nn.Module, tokenizer, train_ds, eval_ds, config: TrainConfig | No
 # --------------------------------------------------------------------------------------------- linear probe
 @torch.no_grad()
 def embed(encoder: nn.Module, tokenizer, texts: list[str], batch_size: int = 128, max_length: int = 64,
-          progress: bool = True, desc: str = "embed") -> torch.Tensor:
-    """Mean-pooled features of a frozen encoder, (N, d). Computed once, a linear probe then trains in seconds."""
+          progress: bool = True, desc: str = "embed", pooling: str | tuple[str, ...] = "mean"):
+    """Features of a frozen encoder, (N, d): computed once, a linear probe then trains in a second.
+
+    pooling: "mean" (average of the real tokens, the course's default) or "cls" (the first token's state, BERT's
+    [CLS]); a tuple such as ("mean", "cls") returns a dict with one (N, d) tensor per strategy from ONE pass.
+    """
     from tqdm.auto import tqdm
 
+    kinds = (pooling,) if isinstance(pooling, str) else tuple(pooling)
+    unknown = set(kinds) - {"mean", "cls"}
+    if unknown:
+        raise ValueError(f"Unknown pooling {sorted(unknown)}: use 'mean', 'cls' or a tuple of them.")
     encoder.eval()
     device = next(encoder.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = torch.empty(len(texts), encoder.config.hidden_size)
+    out = {k: torch.empty(len(texts), encoder.config.hidden_size) for k in kinds}
     for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, leave=False):
         idx = order[start:start + batch_size]
         enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
                         return_tensors="pt").to(device)
-        hidden = encoder(**enc).last_hidden_state                       # (B, T, d)
-        out[idx] = mean_pool(hidden, enc["attention_mask"]).float().cpu()  # (B, d)
-    return out
+        hidden = encoder(**enc).last_hidden_state                              # (B, T, d)
+        if "mean" in out:
+            out["mean"][idx] = mean_pool(hidden, enc["attention_mask"]).float().cpu()  # (B, d)
+        if "cls" in out:
+            out["cls"][idx] = hidden[:, 0].float().cpu()                        # (B, d)
+    return out[pooling] if isinstance(pooling, str) else out
 
 
 def fit_probe(features: torch.Tensor, labels, epochs: int = 200, lr: float = 1e-2, weight_decay: float = 1e-4,
