@@ -2,7 +2,8 @@
 #   make course    set up (first time only) and open the course in JupyterLab
 #   make test      set up (first time only) and run the whole test suite (what CI runs)
 # Other targets: setup, chapters (execute every chapter headless), quick (the same in quick mode), release (regenerate student notebooks),
-#                doctor (check the installation), clean.
+#                grade (grade a folder of submissions), demo (run a chapter for a live walk-through), doctor (check the installation), clean.
+# Teaching workflow (release, grade, demo, Binder): docs/teaching.md.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: course setup test chapters quick release doctor clean
+.PHONY: course setup test chapters quick release grade demo doctor clean
 
 course: setup
 	$(BIN)/jupyter lab --notebook-dir=course
@@ -50,6 +51,24 @@ quick: setup
 # Regenerate every student notebook in exercises/ from its source in solutions/ (otter assign), plus autograder copies in build/release.
 release: setup
 	$(BIN)/python tools/release.py
+
+# Grade a folder of student notebooks with the autograder from `make release` (layouts: docs/teaching.md).
+#   make grade SUBMISSIONS=folder [CHAPTER=00_adaptation] [CELL_TIMEOUT=120] [TEST_TIMEOUT=30] [JOBS=1] [OUT=build/grades]
+CELL_TIMEOUT ?= 120
+TEST_TIMEOUT ?= 30
+JOBS         ?= 1
+OUT          ?= build/grades
+grade: setup
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [CHAPTER=00_adaptation]"; exit 2; }
+	$(BIN)/python tools/grade.py "$(SUBMISSIONS)" $(if $(CHAPTER),--chapter $(CHAPTER)) --out "$(OUT)" \
+		--cell-timeout $(CELL_TIMEOUT) --test-timeout $(TEST_TIMEOUT) --jobs $(JOBS)
+
+# Run a chapter and its solved exercises in quick mode, executed copies in build/demo (OPEN=1: then open JupyterLab).
+#   make demo CHAPTER=00_adaptation [DEMO=both|course|solutions] [OPEN=1]
+DEMO ?= both
+demo: setup
+	@test -n "$(CHAPTER)" || { echo "usage: make demo CHAPTER=00_adaptation [DEMO=both|course|solutions] [OPEN=1]"; exit 2; }
+	$(BIN)/python tools/demo.py $(CHAPTER) --what $(DEMO) $(if $(filter 1,$(OPEN)),--open)
 
 doctor: setup
 	$(BIN)/python -m minipeft.doctor

@@ -238,8 +238,8 @@ def test_embedded_decoder_loads_from_cache_and_generates():
 def test_minilm_learns_rotten_tomatoes_quickly(rt):
     model, tok = mp.load_encoder()
     clf = train.MeanPoolClassifier(model)
-    res = train.fit(clf, tok, data.subsample(rt["train"], 320), data.subsample(rt["validation"], 200),
-                    train.TrainConfig(lr=1e-4, progress=False))
+    res = train.fit(clf, tok, data.subsample(rt["train"], 512), data.subsample(rt["validation"], 200),
+                    train.TrainConfig(lr=2e-4, batch_size=16, progress=False))
     majority = max(sum(data.subsample(rt["validation"], 200)["label"]), 200 - sum(
         data.subsample(rt["validation"], 200)["label"])) / 200
     assert res.accuracy > majority + 0.05

@@ -111,11 +111,15 @@ class PeftConfig:
 
     method: ClassVar[str] = "base"  # short name, used in saved adapters and error messages
     # default targets per model_type (config.model_type of the backbone); methods override
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = {}
+    DEFAULT_TARGETS: ClassVar[dict[str, str | list[str]]] = {}  # a value may also be one regex string
 
     # -- what a method implements
     def validate(self) -> None:
         """Raise ValueError/TypeError on bad hyper-parameters (called by inject before touching the model)."""
+
+    def prepare(self, model: nn.Module) -> None:
+        """Look at the whole model once, after targets are resolved and before anything is wrapped (IA3 looks up
+        its default feed-forward modules, BitFit checks that biases exist). Must not modify the model."""
 
     def wrap(self, module: nn.Module, name: str) -> nn.Module:
         """Return the PeftLayer that replaces ``module`` (called once per matched target)."""
@@ -213,10 +217,11 @@ def _get_parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return (model.get_submodule(parent_name) if parent_name else model), child
 
 
-def default_targets(config: PeftConfig, model: nn.Module) -> list[str]:
+def default_targets(config: PeftConfig, model: nn.Module) -> str | list[str]:
     kind = model_type(model)
     if kind in config.DEFAULT_TARGETS:
-        return list(config.DEFAULT_TARGETS[kind])
+        targets = config.DEFAULT_TARGETS[kind]  # a list of names, or one regex (same syntax as config.targets)
+        return targets if isinstance(targets, str) else list(targets)
     known = ", ".join(sorted(config.DEFAULT_TARGETS)) or "none"
     raise ValueError(
         f"{type(config).__name__} has no default targets for model_type={kind!r} (known: {known}). "
@@ -246,10 +251,12 @@ def inject(model: nn.Module, config: PeftConfig) -> nn.Module:
                 "Start from a fresh model, or target other modules."
             )
     save = resolve_targets(model, config.modules_to_save, "modules_to_save") if config.modules_to_save else []
+    config.prepare(model)  # may raise: nothing edited yet
 
     wrapped = {name: config.wrap(model.get_submodule(name), name) for name in names}  # may raise: nothing edited yet
     for name, layer in wrapped.items():
         parent, child = _get_parent(model, name)
+        layer.train(getattr(parent, child).training)  # a new module starts in train mode: follow the one it replaces
         setattr(parent, child, layer)
     config.attach(model)
 
@@ -261,24 +268,27 @@ def inject(model: nn.Module, config: PeftConfig) -> nn.Module:
     return model
 
 
-def mark_trainable(model: nn.Module) -> None:
-    """Freeze everything, then unfreeze exactly the PEFT parameters (see the module docstring)."""
-    for p in model.parameters():
-        p.requires_grad_(False)
+def peft_parameter_names(model: nn.Module) -> list[str]:
+    """Full names of the PEFT parameters (see the module docstring): what inject trains and save_adapter saves."""
+    chosen: set[int] = set()  # by id: a tied tensor is one parameter however many names it has
     for module in model.modules():
         if isinstance(module, PeftLayer):
-            for _, p in module.peft_named_parameters():
-                p.requires_grad_(True)
+            chosen |= {id(p) for _, p in module.peft_named_parameters()}
         elif isinstance(module, PeftModule):
-            for p in module.parameters():
-                p.requires_grad_(True)
+            chosen |= {id(p) for p in module.parameters()}
     params = dict(model.named_parameters())
     for config in getattr(model, "minipeft_configs", []):
-        for name in config.extra_trainable(model):
-            params[name].requires_grad_(True)
+        chosen |= {id(params[name]) for name in config.extra_trainable(model)}
     for name in getattr(model, "minipeft_modules_to_save", []):
-        for p in model.get_submodule(name).parameters():
-            p.requires_grad_(True)
+        chosen |= {id(p) for p in model.get_submodule(name).parameters()}
+    return [name for name, p in model.named_parameters() if id(p) in chosen]
+
+
+def mark_trainable(model: nn.Module) -> None:
+    """Freeze everything, then unfreeze exactly the PEFT parameters (see the module docstring)."""
+    names = set(peft_parameter_names(model))
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in names)
 
 
 def peft_layers(model: nn.Module) -> dict[str, PeftLayer]:
@@ -290,14 +300,23 @@ def merge(model: nn.Module) -> nn.Module:
     """Fold every ΔW into its base weight and put the plain base layers back: the result is an ordinary model,
     as fast as the original at inference. Raises (and changes nothing) if any injected method cannot merge."""
     layers = peft_layers(model)
-    if not layers:
-        raise ValueError("This model has no PEFT layers to merge: call minipeft.inject(model, config) first.")
-    cannot = sorted({type(m).__name__ for m in layers.values() if not m.mergeable})
-    if cannot:
+    inside_layer = tuple(name + "." for name in layers)
+    others = [m for n, m in model.named_modules()  # soft prompts, prefix tables: PEFT modules outside any layer
+              if isinstance(m, PeftModule) and not isinstance(m, PeftLayer) and not n.startswith(inside_layer)]
+    if not layers and not others:
+        methods = [c.method for c in getattr(model, "minipeft_configs", [])]
+        why = (f"{methods} train the model's own parameters in place: it is already an ordinary model"
+               if methods else "call minipeft.inject(model, config) first")
+        raise ValueError(f"This model has no PEFT layers to merge: {why}.")
+    cannot = sorted({type(m).__name__ for m in [*layers.values(), *others] if not getattr(m, "mergeable", False)})
+    if cannot:  # checked for every module before the first merge: a refused merge changes nothing
         raise TypeError(f"{', '.join(cannot)} cannot be merged (no weight-space update); only ΔW methods such as "
                         "LoRA and IA3 merge. Keep the adapter layers for inference instead.")
     for name, layer in layers.items():
         layer.merge()
         parent, child = _get_parent(model, name)
         setattr(parent, child, layer.base_layer)
+    # an ordinary model now: nothing left for save_adapter / export_peft (modules_to_save stay in place, trained)
+    for attr in ("minipeft_configs", "minipeft_modules_to_save"):
+        model.__dict__.pop(attr, None)
     return model

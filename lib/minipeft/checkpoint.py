@@ -1,0 +1,122 @@
+"""Save and load an adapter: only the PEFT state, a few hundred kB instead of the whole model.
+
+    save_adapter(model, "runs/lora")                     runs/lora/minipeft_config.json      the configs
+                                                         runs/lora/minipeft_adapter.safetensors   the trained tensors
+    base, tok = load_encoder()
+    load_adapter(base, "runs/lora")                      injects the saved configs, then loads the tensors
+
+What is saved is exactly what inject made trainable (``inject.peft_parameter_names``): the method's parameters,
+the parameters a method unfreezes (BitFit's biases) and ``modules_to_save`` (a classifier head). Loading checks
+every key, shape and config field first and changes nothing unless all of them fit.
+(For Hugging Face peft's own format see ``minipeft.export_peft``.)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .inject import PeftConfig, inject, peft_layers, peft_parameter_names
+
+CONFIG_FILE = "minipeft_config.json"
+WEIGHTS_FILE = "minipeft_adapter.safetensors"
+
+
+def save_adapter(model: nn.Module, directory: str | Path) -> Path:
+    """Write the PEFT tensors (safetensors) and the configs (json) of ``model`` to ``directory``."""
+    configs = getattr(model, "minipeft_configs", None)
+    if not configs:
+        raise ValueError("This model carries no PEFT method to save: call minipeft.inject(model, config) first "
+                         "(a merged model is an ordinary model: save it with model.save_pretrained).")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    params = dict(model.named_parameters())
+    state = {name: params[name].detach().contiguous() for name in peft_parameter_names(model)}
+    save_file(state, directory / WEIGHTS_FILE, metadata={"format": "pt"})
+    meta = {"configs": [c.to_dict() for c in configs], "modules_to_save": model.minipeft_modules_to_save}
+    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    return directory
+
+
+def _read(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (directory / f).is_file()]
+    if missing:
+        hint = " (this looks like a Hugging Face peft adapter: load it with peft.PeftModel.from_pretrained)" \
+            if (directory / "adapter_config.json").is_file() else ""
+        raise FileNotFoundError(f"{directory} has no {' / '.join(missing)}{hint}. "
+                                "Save an adapter there with minipeft.save_adapter(model, dir).")
+    return json.loads((directory / CONFIG_FILE).read_text()), load_file(directory / WEIGHTS_FILE)
+
+
+def _config_mismatches(saved: list[dict], current: list[PeftConfig]) -> list[str]:
+    current = [json.loads(json.dumps(c.to_dict())) for c in current]  # tuples -> lists, as in the file
+    if [c["method"] for c in saved] != [c["method"] for c in current]:
+        return [f"methods: saved {[c['method'] for c in saved]}, model has {[c['method'] for c in current]}"]
+    return [f"{s['method']}.{key}: saved {s.get(key)!r}, model has {c.get(key)!r}"
+            for s, c in zip(saved, current) for key in sorted(set(s) | set(c)) if s.get(key) != c.get(key)]
+
+
+def _expected_shapes(model: nn.Module, configs: list[PeftConfig]) -> dict[str, torch.Size]:
+    """Shapes of the PEFT tensors ``model`` would have after injecting ``configs``, found on a copy whose tensors
+    live on the "meta" device (shapes, no memory): the real model is only touched once we know the file fits."""
+    memo = {id(t): (nn.Parameter(t.to("meta"), t.requires_grad) if isinstance(t, nn.Parameter) else t.to("meta"))
+            for t in [*model.parameters(), *model.buffers()]}
+    ghost = copy.deepcopy(model, memo)
+    with torch.random.fork_rng():  # the ghost's random initialisation must not shift the user's random stream
+        for config in configs:
+            inject(ghost, config)
+    params = dict(ghost.named_parameters())
+    return {name: params[name].shape for name in peft_parameter_names(ghost)}
+
+
+def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
+    """Load an adapter saved by ``save_adapter`` into ``model`` (in place; returns it).
+
+    A model without PEFT gets the saved configs injected first; a model that already carries PEFT must carry
+    the same configs. Any mismatch (config field, tensor name, shape) raises before anything is changed.
+    """
+    directory = Path(directory)
+    meta, state = _read(directory)
+    saved_configs = [PeftConfig.from_dict(c) for c in meta["configs"]]
+    fresh = not getattr(model, "minipeft_configs", None)
+
+    if fresh:
+        expected = _expected_shapes(model, saved_configs)
+    else:
+        wrong = _config_mismatches(meta["configs"], model.minipeft_configs)
+        if sorted(meta["modules_to_save"]) != sorted(model.minipeft_modules_to_save):
+            wrong.append(f"modules_to_save: saved {meta['modules_to_save']}, "
+                         f"model has {model.minipeft_modules_to_save}")
+        if wrong:
+            raise ValueError(f"The adapter in {directory} was saved with other settings than this model's PEFT: "
+                             + "; ".join(wrong) + ". Load it into a fresh base model (load_adapter injects the "
+                             "saved configs itself), or inject the same configs.")
+        merged = [name for name, layer in peft_layers(model).items() if layer.merged]
+        if merged:
+            raise ValueError(f"{merged[:3]} are merged into their base weights: loading new values would leave the "
+                             "old update inside W0. Call .unmerge() on them first.")
+        params = dict(model.named_parameters())
+        expected = {name: params[name].shape for name in peft_parameter_names(model)}
+
+    problems = [f"missing {n}" for n in expected if n not in state]
+    problems += [f"unexpected {n}" for n in state if n not in expected]
+    problems += [f"{n}: saved {tuple(t.shape)}, model needs {tuple(expected[n])}"
+                 for n, t in state.items() if n in expected and t.shape != expected[n]]
+    if problems:
+        more = f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""
+        raise ValueError(f"The adapter in {directory} does not fit this {type(model).__name__}: "
+                         + "; ".join(problems[:6]) + more + ". Was it saved from a different base model?")
+
+    if fresh:
+        for config in saved_configs:
+            inject(model, config)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in state.items():
+            params[name].copy_(tensor)
+    return model

@@ -1,0 +1,319 @@
+"""The classroom workflow: release (otter assign), grade (tools/grade.py), demo (tools/demo.py), and no leaks.
+
+The fast tests use a tiny pure-Python assignment, tests/fixtures/grading/tiny.ipynb (3 questions, 5 points: q1 2,
+q2 2, q3 1), released with otter assign into a temporary folder; every broken submission is a real notebook made
+from its student version. The real chapter 00 is graded once, in the integration test.
+"""
+
+import ast
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore:Traits should be given as instances:DeprecationWarning")  # otter's
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import demo  # noqa: E402
+import grade  # noqa: E402
+from release import assign  # noqa: E402
+
+FIXTURE = ROOT / "tests" / "fixtures" / "grading" / "tiny.ipynb"
+LIMITS = dict(cell_timeout=5, test_timeout=1)  # tiny's cells and tests take milliseconds
+
+
+# ---------------------------------------------------------------- what must never reach a student: the secrets
+
+def _forms(line: str) -> frozenset[str]:
+    """A line as written and as Python re-prints it (otter assign rewrites test code: 1e9 -> 1000000000.0)."""
+    line = line.strip()
+    line = line[4:] if line[:4] in (">>> ", "... ") else line
+    try:
+        return frozenset({line, *ast.unparse(ast.parse(line)).splitlines()})
+    except SyntaxError:
+        return frozenset({line})
+
+
+def _seen(text: str) -> set[str]:
+    """Every form of every line of a block of text, plus the statements of the block re-printed by Python."""
+    lines = set().union(*map(_forms, text.splitlines() or [""]))
+    try:
+        code = "\n".join(line.strip()[4:] if line.strip()[:4] in (">>> ", "... ") else line
+                         for line in text.splitlines())
+        lines |= {line.strip() for stmt in ast.parse(code).body for line in ast.unparse(stmt).splitlines()}
+    except SyntaxError:
+        pass
+    return lines
+
+
+def secrets(source: Path) -> dict[str, frozenset[str]]:
+    """{line: its forms} for the lines of an otter-assign source that only its solutions and hidden tests contain."""
+    secret, public, in_tests = set(), set(), False
+    for cell in json.loads(source.read_text(encoding="utf-8"))["cells"]:
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "raw":
+            in_tests = {"# BEGIN TESTS": True, "# END TESTS": False}.get(text.strip(), in_tests)
+            continue
+        if cell["cell_type"] != "code":
+            public |= _seen(text)
+        elif in_tests:
+            body = text.split('""" # END TEST CONFIG')[-1].strip()
+            if body.startswith("# HIDDEN") or "hidden: true" in text:
+                secret |= set(body.splitlines())
+            else:
+                public |= _seen(body)
+        else:
+            in_marker = False
+            for line in text.splitlines():
+                marker = line.strip()
+                if marker.startswith("# BEGIN SOLUTION") or marker.startswith("# END SOLUTION"):
+                    in_marker = marker.startswith("# BEGIN")
+                elif "# SOLUTION" in line:
+                    secret.add(line.split("# SOLUTION")[0])
+                else:
+                    (secret.add(line) if in_marker else public.update(_seen(line)))
+    # a line the students see anyway (a prompt, a public test) is no secret; nor is `else:` or `# HIDDEN`
+    forms = {line.strip(): _forms(line) for line in secret}
+    return {line: f for line, f in forms.items() if len(line) >= 8 and not line.startswith("#") and not f & public}
+
+
+def _strings(node):
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, list):
+        yield from ("".join(node),) if all(isinstance(x, str) for x in node) else ()
+        for x in node:
+            yield from _strings(x)
+    elif isinstance(node, dict):
+        for x in node.values():
+            yield from _strings(x)
+
+
+def leaks(path: Path, secret: dict[str, frozenset[str]]) -> set[str]:
+    """The secret lines found anywhere in a file (for a notebook: sources, outputs, metadata such as tests)."""
+    text = path.read_text(encoding="utf-8")
+    strings = list(_strings(json.loads(text))) if path.suffix == ".ipynb" else [text]
+    seen = set().union(*map(_seen, strings))
+    return {line for line, forms in secret.items()
+            if forms & seen or (len(line) >= 20 and any(line in t for t in strings))}
+
+
+def test_no_solution_or_hidden_test_under_exercises():
+    sources = {p.stem: secrets(p) for p in sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))}
+    assert sources and all(len(s) >= 5 for s in sources.values()), sources  # the parser did find the secrets
+    files = [p for p in (ROOT / "exercises").rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        secret = sources.get(path.stem) or {k: v for s in sources.values() for k, v in s.items()}
+        assert not leaks(path, secret), f"{path.relative_to(ROOT)} contains {sorted(leaks(path, secret))}"
+
+
+def test_leak_check_finds_solutions_and_hidden_tests(tiny):
+    secret = secrets(FIXTURE)
+    assert {"return x * x", "assert square(-2.5) == 6.25 and square(0) == 0", "total = math.fsum(values)",
+            'assert shout("Otter") == "OTTER!"'} <= set(secret)
+    assert "assert square(3) == 9" not in secret and "def square(x):" not in secret  # public, not secret
+    assert leaks(tiny["autograder_nb"], secret) == set(secret)  # solutions in its cells, hidden tests in its metadata
+    assert not leaks(tiny["student"], secret)
+
+
+# ---------------------------------------------------------------- grading the tiny assignment
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """otter assign the fixture (student notebook + autograder zip), as `make release` does for a chapter."""
+    out = assign(FIXTURE, tmp_path_factory.mktemp("release") / "tiny")
+    zip_path = next((out / "autograder").glob("*.zip"))
+    return {"student": out / "student" / "tiny.ipynb", "autograder_nb": out / "autograder" / "tiny.ipynb",
+            "zip": zip_path, "ag": grade.load_autograder(zip_path, tmp_path_factory.mktemp("ag"))}
+
+
+def _notebook(tiny, answers=None, solved=True):
+    """The student notebook, answered with the solutions (solved=True), then answers {question index: source}."""
+    student = json.loads(tiny["student"].read_text())
+    nb = demo.solved(student, json.loads(tiny["autograder_nb"].read_text())) if solved else student
+    where = [i for i, c in enumerate(student["cells"]) if demo.ANSWER_TAG in c["metadata"].get("tags", [])]
+    for question, source in (answers or {}).items():
+        nb["cells"][where[question]]["source"] = source
+    return nb
+
+
+def _submissions(tiny, folder: Path) -> Path:
+    correct = _notebook(tiny)
+    nbs = {
+        "correct": correct,
+        "unmodified": _notebook(tiny, solved=False),
+        "raises": _notebook(tiny, {0: 'raise RuntimeError("boom")'}),
+        "loop_cell": _notebook(tiny, {1: "while True:\n    pass"}),
+        "loop_test": _notebook(tiny, {0: "def square(x):\n    while True:\n        try:\n            pass\n"
+                                         "        except Exception:\n            pass"}),
+        "nan": _notebook(tiny, {1: "def mean_of(values):\n    return sum(values) / len(values)\n\n"
+                                   "average = float('nan')"}),
+        "wrong_type": _notebook(tiny, {1: "def mean_of(values):\n    return str(sum(values) / len(values))\n\n"
+                                          "average = mean_of([1, 2, 3, 4])"}),
+        "crash": _notebook(tiny, {2: "import os\nos._exit(1)"}),
+        "chdir": _notebook(tiny, {1: "import os\nos.chdir('/')\naverage = 2.5\ndef mean_of(values):\n"
+                                     "    return sum(values) / len(values)"}),
+        "deleted": dict(correct, cells=[c for c in correct["cells"] if c["cell_type"] == "markdown" or not (
+            "grader" in "".join(c["source"]) or "def shout" in "".join(c["source"]))]),
+        "duplicated": dict(correct, cells=[c for cell in correct["cells"] for c in (cell, cell)]),
+        "wrong_assignment": dict(correct, metadata=dict(correct["metadata"],
+                                                        otter={"assignment_name": "00_adaptation"})),
+    }
+    for name, nb in nbs.items():
+        (folder / f"{name}.ipynb").write_text(json.dumps(nb))
+    (folder / "empty.ipynb").write_text("")
+    (folder / "corrupt.ipynb").write_text(json.dumps(correct)[:500])
+    (folder / "not_a_notebook.ipynb").write_text('{"hello": "world"}')
+    (folder / "dave").mkdir()  # a folder per student: the only notebook in it, whatever its name
+    (folder / "dave" / "my work.ipynb").write_text(json.dumps(correct))
+    (folder / "erin").mkdir()  # a student folder with nothing in it
+    return folder
+
+
+@pytest.fixture(scope="module")
+def graded(tiny, tmp_path_factory):
+    """Grade the whole batch once, through the command line, 2 notebooks at a time."""
+    folder = _submissions(tiny, tmp_path_factory.mktemp("submissions"))
+    out = tmp_path_factory.mktemp("grades")
+    limits = ["--cell-timeout", str(LIMITS["cell_timeout"]), "--test-timeout", str(LIMITS["test_timeout"])]
+    assert grade.main([str(folder), "--autograder", str(tiny["zip"]), "--out", str(out), "--jobs", "2", *limits]) == 0
+    with open(out / "tiny" / "gradebook.csv", newline="") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    return rows, out / "tiny" / "feedback"
+
+
+def _points(row):
+    return [float(row[q]) for q in ("q1", "q2", "q3")], float(row["total"])
+
+
+def test_autograder_reads_questions_and_points(tiny):
+    assert tiny["ag"].name == "tiny" and tiny["ag"].points == {"q1": 2, "q2": 2, "q3": 1}
+
+
+@pytest.mark.parametrize("student, points, status", [
+    ("correct", [2, 2, 1], "ok"),
+    ("dave", [2, 2, 1], "ok"),
+    ("duplicated", [2, 2, 1], "ok"),
+    ("unmodified", [0, 0, 0], "ok"),
+    ("raises", [0, 2, 1], "errors"),
+    ("loop_cell", [2, 0, 1], "errors"),
+    ("loop_test", [0, 2, 1], "ok"),
+    ("nan", [2, 0, 1], "ok"),
+    ("wrong_type", [2, 0, 1], "ok"),
+    ("deleted", [2, 2, 0], "ok"),
+    ("chdir", [2, 2, 1], "ok"),
+    ("crash", [2, 2, 0], "crashed"),
+    ("empty", [0, 0, 0], "unreadable"),
+    ("corrupt", [0, 0, 0], "unreadable"),
+    ("not_a_notebook", [0, 0, 0], "unreadable"),
+    ("wrong_assignment", [0, 0, 0], "wrong-assignment"),
+    ("erin", [0, 0, 0], "missing"),
+])
+def test_gradebook(graded, student, points, status):
+    rows, _ = graded
+    row = rows[student]
+    assert _points(row) == (points, sum(points)) and row["possible"] == "5"
+    assert row["status"] == status, row["reason"]
+    assert bool(row["reason"]) == (status != "ok"), row["reason"]
+
+
+def test_reasons_say_what_went_wrong(graded):
+    rows, _ = graded
+    assert "raised RuntimeError: boom" in rows["raises"]["reason"]
+    assert "`while True:`" in rows["loop_cell"]["reason"] and "interrupted" in rows["loop_cell"]["reason"]
+    assert "kernel died" in rows["crash"]["reason"] and "`import os`" in rows["crash"]["reason"]
+    assert "empty file" in rows["empty"]["reason"]
+    assert "not a valid Jupyter notebook" in rows["corrupt"]["reason"]
+    assert "'00_adaptation'" in rows["wrong_assignment"]["reason"]
+
+
+def test_feedback_shows_public_hints_never_hidden_tests(graded):
+    rows, feedback = graded
+    assert {p.stem for p in feedback.glob("*.md")} == set(rows)
+    hidden = [s for s in secrets(FIXTURE) if "assert" in s] + ["square(-2.5)", "OTTER!", "[10.0, 20.0, 60.0]"]
+    assert len(hidden) == 7
+    for path in feedback.glob("*.md"):
+        text = path.read_text()
+        assert not [h for h in hidden if h in text], path.name
+        assert "return x * x" not in text and "math.fsum" not in text
+    unmodified = (feedback / "unmodified.md").read_text()
+    assert "**Score: 0 / 5**" in unmodified and "square(3) should be 9" in unmodified
+    assert "hidden tests: 0 of 1 passed" in unmodified
+    loop = (feedback / "loop_test.md").read_text()
+    assert "## q1: 0 / 2" in loop and "TestTimeout: this test ran longer than 1 s" in loop
+    nan = (feedback / "nan.md").read_text()
+    assert "average must be a plain float" in nan and "## q2: 0 / 2" in nan
+    assert "**Score: 5 / 5**" in (feedback / "correct.md").read_text()
+
+
+def test_budget_stops_a_notebook_that_swallows_interrupts_and_keeps_earlier_questions(tiny, tmp_path):
+    stubborn = "import time\nwhile True:\n    try:\n        time.sleep(0.1)\n    except BaseException:\n        pass"
+    path = tmp_path / "stubborn.ipynb"
+    path.write_text(json.dumps(_notebook(tiny, {2: stubborn})))
+    result = grade.grade_submission(path, tiny["ag"], cell_timeout=2, test_timeout=1, budget=15)
+    assert result.status == "timeout" and "grading stopped after 15 s" in "; ".join(result.problems)
+    assert [result.score(q) for q in ("q1", "q2", "q3")] == [2, 2, 0]
+
+
+def test_submission_layouts(tmp_path):
+    chapters = ["00_adaptation", "01_lora"]
+    (tmp_path / "alice.ipynb").touch()
+    for path in ["bob/00_adaptation.ipynb", "bob/01_lora.ipynb", "carol/notes.ipynb", "01_lora/dan.ipynb",
+                 ".ipynb_checkpoints/alice-checkpoint.ipynb"]:
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).touch()
+    one = grade.find_submissions(tmp_path, "00_adaptation", chapters, single=True)
+    assert {k: v.relative_to(tmp_path).as_posix() for k, v in one.items()} == {
+        "alice": "alice.ipynb", "bob": "bob/00_adaptation.ipynb", "carol": "carol/notes.ipynb"}
+    every = grade.find_submissions(tmp_path, "01_lora", chapters, single=False)
+    assert {k: v.relative_to(tmp_path).as_posix() for k, v in every.items()} == {
+        "dan": "01_lora/dan.ipynb", "bob": "bob/01_lora.ipynb", "carol": "carol/01_lora.ipynb"}  # carol: missing
+
+
+def test_flat_submissions_need_a_chapter(tmp_path, capsys):
+    (tmp_path / "alice.ipynb").touch()
+    with pytest.raises(SystemExit):
+        grade.main([str(tmp_path)])
+    assert "CHAPTER" in capsys.readouterr().err
+
+
+def test_demo_solved_notebook_passes_public_checks_without_hidden_tests(tiny, tmp_path):
+    from minipeft.runbook import execute
+
+    nb = demo.solved(json.loads(tiny["student"].read_text()), json.loads(tiny["autograder_nb"].read_text()))
+    path = tmp_path / "tiny.ipynb"
+    path.write_text(json.dumps(nb))
+    hidden = {k: v for k, v in secrets(FIXTURE).items() if "assert" in k}
+    assert hidden and not leaks(path, hidden)  # no hidden test on the projector
+    executed, _ = execute(path, quick=True)
+    checks = ["".join(o.get("data", {}).get("text/plain", o.get("text", "")) for o in c.outputs)
+              for c in executed.cells if c.cell_type == "code" and c.source.startswith("grader.check(")]
+    assert len(checks) == 3 and all("All test cases passed" in text for text in checks), checks
+
+
+# ---------------------------------------------------------------- the real chapter 00
+
+@pytest.mark.integration
+def test_grade_chapter_00_end_to_end(tmp_path):
+    """A solved and an unmodified chapter-00 notebook, graded with the chapter's own autograder (quick mode)."""
+    release = assign(ROOT / "solutions" / "00_adaptation.ipynb", tmp_path / "release")
+    student = json.loads((ROOT / "exercises" / "00_adaptation.ipynb").read_text())
+    autograder = json.loads((release / "autograder" / "00_adaptation.ipynb").read_text())
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "solved.ipynb").write_text(json.dumps(demo.solved(student, autograder)))
+    (tmp_path / "subs" / "blank.ipynb").write_text(json.dumps(student))
+    zip_path = next((release / "autograder").glob("*.zip"))
+    assert grade.main([str(tmp_path / "subs"), "--autograder", str(zip_path), "--out", str(tmp_path / "out"),
+                       "--jobs", "2"]) == 0
+    with open(tmp_path / "out" / "00_adaptation" / "gradebook.csv", newline="") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    assert rows["blank"]["total"] == "0" and rows["blank"]["status"] == "ok", rows["blank"]
+    feedback = tmp_path / "out" / "00_adaptation" / "feedback" / "blank.md"
+    assert "did you forget the bias" in feedback.read_text()
+    assert not leaks(feedback, secrets(ROOT / "solutions" / "00_adaptation.ipynb"))
+    assert rows["solved"]["status"] == "ok", rows["solved"]
+    assert rows["solved"]["total"] == rows["solved"]["possible"] == "10", rows["solved"]

@@ -1,0 +1,87 @@
+"""Run a chapter for a live walk-through, in quick mode, and keep the executed copies.
+
+    make demo CHAPTER=00_adaptation [DEMO=both|course|solutions] [OPEN=1]
+    python tools/demo.py 00_adaptation [--what both] [--out build/demo] [--open]
+
+* course:    course/<chapter>.ipynb, executed         -> build/demo/course/<chapter>.ipynb
+* solutions: the exercises with their answers filled in, executed, every `grader.check` passing
+                                                        -> build/demo/exercises/<chapter>.ipynb
+  This is the student notebook (public tests only) with the answer cells of otter's autograder copy: safe to show
+  on a projector, since the hidden tests never enter it.
+--open starts JupyterLab on build/demo once the notebooks are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from release import assign  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ANSWER_TAG = "otter_answer_cell"  # otter assign tags the student's answer cells with it
+
+
+def solved(student: dict, autograder: dict) -> dict:
+    """The student notebook with each answer cell replaced by the matching solution cell of the autograder copy.
+
+    otter assign writes both notebooks cell for cell from the same source; only the student one is kept whole,
+    so its metadata (the public tests `grader.check` runs) is what the demo uses.
+    """
+    if len(student["cells"]) != len(autograder["cells"]):
+        raise ValueError("the student and autograder notebooks do not line up cell for cell: re-run otter assign")
+    nb = copy.deepcopy(student)
+    nb["cells"] = [copy.deepcopy(a) if ANSWER_TAG in s.get("metadata", {}).get("tags", []) else s
+                   for s, a in zip(nb["cells"], autograder["cells"])]
+    return nb
+
+
+def demo(chapter: str, out: Path, what: str = "both") -> list[Path]:
+    """Execute the chapter and/or its solved exercises in quick mode; returns the executed notebooks' paths."""
+    from minipeft.runbook import execute
+
+    written = []
+    if what in ("both", "course"):
+        execute(ROOT / "course" / f"{chapter}.ipynb", quick=True, out=out / "course")
+        written.append(out / "course" / f"{chapter}.ipynb")
+    source = ROOT / "solutions" / f"{chapter}.ipynb"
+    if what == "solutions" and not source.is_file():
+        raise SystemExit(f"{chapter} has no exercises ({source.relative_to(ROOT)} does not exist)")
+    if what in ("both", "solutions") and source.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            release = assign(source, Path(tmp) / chapter)
+            nb = solved(*(json.loads((release / part / f"{chapter}.ipynb").read_text(encoding="utf-8"))
+                          for part in ("student", "autograder")))
+        target = out / "exercises" / f"{chapter}.ipynb"  # otter.Notebook("<chapter>.ipynb") reads its tests here
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
+        execute(target, quick=True, out=target.parent)
+        written.append(target)
+    return written
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("chapter", help="e.g. 00_adaptation")
+    parser.add_argument("--what", choices=["both", "course", "solutions"], default="both")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "demo")
+    parser.add_argument("--open", action="store_true", help="start JupyterLab on the executed copies")
+    args = parser.parse_args(argv)
+    if not (ROOT / "course" / f"{args.chapter}.ipynb").is_file():
+        chapters = ", ".join(sorted(p.stem for p in (ROOT / "course").glob("[0-9][0-9]_*.ipynb")))
+        parser.error(f"no chapter {args.chapter!r} (chapters: {chapters})")
+    for path in demo(args.chapter, args.out, args.what):
+        print(f"[demo] {path}")
+    if args.open:
+        return subprocess.call([sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={args.out}"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

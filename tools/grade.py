@@ -1,0 +1,393 @@
+"""Grade a folder of student notebooks: a gradebook CSV and one feedback file (markdown) per student.
+
+    make grade SUBMISSIONS=folder [CHAPTER=00_adaptation]
+    python tools/grade.py folder [--chapter 00_adaptation | --autograder x.zip] [--out build/grades]
+                                 [--cell-timeout 120] [--test-timeout 30] [--budget 900] [--jobs 1] [--full]
+
+Where the submissions are (the student's name comes from the file or folder name):
+
+    folder/<student>.ipynb              flat: one chapter, so CHAPTER must be given
+    folder/<student>/<chapter>.ipynb    a folder per student (with CHAPTER given, a folder's only .ipynb is used
+                                        whatever its name)
+    folder/<chapter>/<student>.ipynb    a folder per chapter
+
+Writes build/grades/<chapter>/gradebook.csv (student, one column of points per question, total, possible, status,
+reason) and build/grades/<chapter>/feedback/<student>.md (score, public-test hints, hidden tests as counts only).
+Status: ok | errors (some cells raised or timed out; every question still graded) | timeout (over --budget: the
+questions checked by then keep their points) | crashed (the kernel died: same) | unreadable | wrong-assignment |
+missing. Grading runs in quick mode (MINIPEFT_QUICK=1) unless --full.
+
+Why not `otter run`? It executes the notebook with no time limit on a cell, so one `while True:` hangs the whole
+batch, and killing it from outside loses every question of that student; a test that never returns (a student
+function that loops) is run again by otter's final "check what was not checked" cell and takes the results of
+every question down with it; an empty or corrupt .ipynb stops it with a traceback. So this script drives otter's
+own machinery instead: the autograder zip built by `otter assign` (tests/*.py: public AND hidden tests), otter's
+GradingPreprocessor (grading mode: `grader.check` reads the hidden tests; questions whose check cell was deleted
+are checked at the end), otter's test runner and point rules (OKTestFile, Checker). It adds what otter run lacks:
+a per-cell timeout that interrupts the cell and goes on (nbclient), a per-test-case time limit (SIGALRM, in the
+kernel), the results saved after every question (so a later crash keeps them), an overall budget per submission,
+and a clear status for files that are not notebooks.
+
+Student code runs with your permissions, as with otter run: grade on a machine or account you do not mind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS, RELEASE = ROOT / "solutions", ROOT / "build" / "release"
+
+# Runs in the student's kernel right after otter's grading-mode init cell. Every name lives inside a function, so
+# student code cannot clobber what it uses; hidden-test output is dropped here, before anything leaves the kernel.
+GUARD = '''\
+# Added by tools/grade.py: a time limit on every test case, and each question's results saved once checked.
+def _grade_py_install(seconds, path):
+    import json, os, signal
+    import otter.test_files.ok_test as ok
+    from otter.execute import Checker
+
+    class TestTimeout(BaseException):  # not an Exception, so a student's `except Exception:` cannot swallow it
+        pass
+
+    TestTimeout.__qualname__ = "TestTimeout"  # how the failure reads in the feedback
+
+    def stop(signum, frame):
+        raise TestTimeout(f"this test ran longer than {seconds:g} s and was stopped (an infinite loop?)")
+
+    run_doctest, check, saved = ok.run_doctest, Checker.check, {}
+
+    def limited_run_doctest(name, code, env):
+        signal.signal(signal.SIGALRM, stop)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            return run_doctest(name, code, env)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def saving_check(*args, **kwargs):
+        test = check(*args, **kwargs)
+        saved[test.name] = {"score": test.score, "cases": [
+            {"hidden": r.test_case.hidden, "passed": r.passed,
+             "hint": None if r.test_case.hidden else r.test_case.failure_message,
+             "output": None if r.test_case.hidden else r.message} for r in test.test_case_results]}
+        with open(path + ".part", "w", encoding="utf-8") as f:
+            json.dump(saved, f)
+        os.replace(path + ".part", path)  # atomic: a kernel killed mid-write leaves the previous results whole
+        return test
+
+    ok.run_doctest, Checker.check = limited_run_doctest, saving_check
+
+_grade_py_install(%(seconds)r, %(path)r)
+del _grade_py_install
+'''
+
+
+@dataclass
+class Autograder:
+    name: str                 # the assignment (chapter) name, as in the notebook's otter metadata
+    folder: Path              # the unpacked autograder zip: tests/*.py, files/ (support files), otter_config.json
+    points: dict[str, float]  # question -> points possible, in question order
+
+
+@dataclass
+class Grade:
+    student: str
+    status: str = "ok"
+    problems: list[str] = field(default_factory=list)  # what went wrong, in words (gradebook reason + feedback)
+    questions: dict = field(default_factory=dict)       # question -> {"score", "cases"} as saved in the kernel
+
+    def score(self, question: str) -> float:
+        return self.questions.get(question, {}).get("score", 0.0)
+
+
+class Rejected(Exception):
+    """A submission that cannot be graded at all (scored 0); args: status, reason."""
+
+
+class BudgetExceeded(Exception):
+    pass
+
+
+def load_autograder(zip_path: Path, into: Path) -> Autograder:
+    """Unpack an otter autograder zip into `into` and read its questions and points with otter's own parser."""
+    from otter.test_files import OKTestFile
+
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extractall(into)
+    name = json.loads((into / "otter_config.json").read_text()).get("assignment_name") or zip_path.stem
+    tests = sorted((into / "tests").glob("*.py"))
+    points = {t.stem: OKTestFile.from_file(str(t)).possible for t in tests}
+    return Autograder(name, into, points)
+
+
+def chapter_autograder(chapter: str, into: Path) -> Autograder:
+    """The chapter's autograder from `make release`; rebuilt first when missing or older than its solutions/ source."""
+    source = SOLUTIONS / f"{chapter}.ipynb"
+    if not source.is_file():
+        raise SystemExit(f"No chapter {chapter!r}: expected {source.relative_to(ROOT)}")
+    zips = sorted((RELEASE / chapter / "autograder").glob("*.zip"))
+    if not zips or zips[-1].stat().st_mtime < source.stat().st_mtime:
+        print(f"[grade] building the autograder for {chapter} (otter assign)", flush=True)
+        sys.path.insert(0, str(Path(__file__).parent))
+        from release import assign
+
+        assign(source, RELEASE / chapter)
+        zips = sorted((RELEASE / chapter / "autograder").glob("*.zip"))
+        if not zips:
+            raise SystemExit(f"otter assign made no autograder zip: set `generate: true` in the ASSIGNMENT CONFIG "
+                             f"of {source.relative_to(ROOT)}")
+    return load_autograder(zips[-1], into)
+
+
+def read_submission(path: Path, assignment: str):
+    """The submission as a notebook, or Rejected with a reason a student understands."""
+    import nbformat
+
+    if not path.is_file():
+        raise Rejected("missing", f"no notebook found ({path.name})")
+    if path.stat().st_size == 0:
+        raise Rejected("unreadable", f"{path.name} is an empty file: save the notebook in Jupyter and resubmit")
+    try:
+        with warnings.catch_warnings():  # e.g. cells without ids: Jupyter adds them, nbclient does not need them
+            warnings.simplefilter("ignore")
+            nb = nbformat.read(path, as_version=4)
+            nbformat.validate(nb)
+    except Exception as err:  # noqa: BLE001 - any parse or schema error means "not a notebook"
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise Rejected("unreadable", f"{path.name} is not a valid Jupyter notebook ({first})") from None
+    got = nb.metadata.get("otter", {}).get("assignment_name")
+    if got and got != assignment:
+        raise Rejected("wrong-assignment", f"{path.name} is the notebook of assignment {got!r}, not {assignment!r}")
+    return nb
+
+
+def _cell_name(cell) -> str:
+    first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+    return f"cell {cell.metadata['grade_cell']} (`{first[:50]}`)"
+
+
+def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: float, budget: float,
+         quick: bool) -> Grade:
+    """Execute the submission in grading mode in `work`; the results are read from what the kernel saved."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
+    from nbformat.v4 import new_code_cell
+    from otter.execute.logging import start_server
+    from otter.execute.preprocessor import GradingPreprocessor
+    from traitlets.config import Config
+
+    grade, results = Grade(""), work / "results.json"
+    for i, cell in enumerate(nb.cells):
+        cell.metadata["grade_cell"] = i + 1  # numbering of the student's own cells (grading adds cells)
+    (host, port), stop_server = start_server()
+    try:
+        config = Config()
+        config.GradingPreprocessor.update(
+            cwd=str(work), test_dir=str(work / "tests"),  # absolute: a student's os.chdir() cannot lose them
+            tests_glob=[str(work / "tests" / f"{q}.py") for q in ag.points],
+            results_path=str(work / "otter_results.pkl"), logging_server_host=host, logging_server_port=port,
+            seed=None, seed_variable=None, force_python3_kernel=True)
+        nb, _ = GradingPreprocessor(config=config).preprocess(nb)
+        nb.cells.insert(1, new_code_cell(GUARD % {"seconds": float(test_timeout), "path": str(results)}))
+
+        deadline, current = time.monotonic() + budget, {}
+
+        def on_cell_start(cell, cell_index):
+            current["cell"] = cell
+            if time.monotonic() > deadline:
+                raise BudgetExceeded
+
+        def timeout(cell):  # the student's cells get cell_timeout; grading's own cells (import otter...) do not
+            left = max(1.0, deadline - time.monotonic())
+            return min(cell_timeout, left) if "grade_cell" in cell.metadata else left
+
+        def on_cell_error(cell, cell_index, execute_reply):
+            content = execute_reply["content"]
+            if "grade_cell" not in cell.metadata:
+                grade.problems.append(f"a grading step failed ({content.get('ename')})")
+            elif content.get("ename") == "CellTimeoutError":
+                grade.problems.append(f"{_cell_name(cell)} ran longer than {cell_timeout:g} s and was interrupted")
+            else:
+                message = str(content.get("evalue", "")).strip().splitlines()
+                grade.problems.append(f"{_cell_name(cell)} raised {content.get('ename')}"
+                                      + (f": {message[0][:200]}" if message else ""))
+
+        client = NotebookClient(
+            nb, timeout_func=timeout, interrupt_on_timeout=True, allow_errors=True, kernel_name="python3",
+            error_on_timeout={"ename": "CellTimeoutError", "evalue": "", "traceback": []},
+            shutdown_kernel="immediate", resources={"metadata": {"path": str(work)}},
+            on_cell_start=on_cell_start, on_cell_error=on_cell_error)
+        try:
+            client.execute(env={**os.environ, "MINIPEFT_QUICK": "1" if quick else "0"})
+        except BudgetExceeded:
+            grade.status = "timeout"
+            grade.problems.append(f"grading stopped after {budget:g} s (the budget for one notebook)")
+        except DeadKernelError:
+            grade.status = "crashed"
+            cell = current.get("cell")
+            where = _cell_name(cell) if cell is not None and "grade_cell" in cell.metadata else "the final checks"
+            grade.problems.append(f"the Python kernel died while running {where}")
+    finally:
+        stop_server()
+    if results.is_file():
+        grade.questions = json.loads(results.read_text(encoding="utf-8"))
+    unchecked = [q for q in ag.points if q not in grade.questions]
+    if unchecked:
+        grade.problems.append("not graded (0 points): " + ", ".join(unchecked))
+    if grade.status == "ok" and grade.problems:
+        grade.status = "errors"
+    return grade
+
+
+def grade_submission(path: Path, ag: Autograder, cell_timeout: float = 120, test_timeout: float = 30,
+                     budget: float = 900, quick: bool = True) -> Grade:
+    """Grade one notebook against an unpacked autograder. Never raises: a failure is a status and a reason."""
+    try:
+        nb = read_submission(path, ag.name)
+        with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
+            work = Path(tmp)
+            if (ag.folder / "files").is_dir():  # support files next to the notebook, as otter run does
+                shutil.copytree(ag.folder / "files", work, dirs_exist_ok=True)
+            shutil.copytree(ag.folder / "tests", work / "tests")
+            (work / f"{ag.name}.ipynb").write_text(json.dumps(nb), encoding="utf-8")  # otter.Notebook() reads it
+            grade = _run(nb, work, ag, cell_timeout, test_timeout, budget, quick)
+    except Rejected as err:
+        grade = Grade("", status=err.args[0], problems=[err.args[1]])
+    except Exception as err:  # noqa: BLE001 - one broken submission must not stop the batch
+        grade = Grade("", status="crashed", problems=[f"grader error: {type(err).__name__}: {err}"[:300]])
+    return grade
+
+
+def find_submissions(folder: Path, chapter: str, chapters: list[str], single: bool) -> dict[str, Path]:
+    """{student: notebook path} for one chapter (layouts in the module docstring); a missing file is a Path too."""
+    found: dict[str, Path] = {}
+    if (folder / chapter).is_dir():
+        found.update({p.stem: p for p in sorted((folder / chapter).glob("*.ipynb"))})
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in chapters):
+        if sub.name.startswith((".", "_")):
+            continue  # .ipynb_checkpoints and the like
+        notebooks = sorted(sub.glob("*.ipynb"))
+        own = sub / f"{chapter}.ipynb"
+        if own.is_file() or not (single and len(notebooks) == 1):
+            found[sub.name] = own
+        else:
+            found[sub.name] = notebooks[0]
+    if single:
+        found.update({p.stem: p for p in sorted(folder.glob("*.ipynb"))})
+    return found
+
+
+def feedback(student: str, grade: Grade, ag: Autograder) -> str:
+    """The student's report: score, problems, public-test hints. Hidden tests appear only as counts."""
+    total, possible = sum(grade.score(q) for q in ag.points), sum(ag.points.values())
+    lines = [f"# {ag.name}: feedback for {student}", "", f"**Score: {total:g} / {possible:g}**"
+             + ("" if grade.status == "ok" else f" (status: {grade.status})")]
+    if grade.problems:
+        lines += ["", "Problems while grading your notebook:"] + [f"- {p}" for p in grade.problems]
+    for question, points in ag.points.items():
+        lines += ["", f"## {question}: {grade.score(question):g} / {points:g}", ""]
+        result = grade.questions.get(question)
+        if result is None:
+            lines.append("Not graded: your notebook did not get as far as this question's tests.")
+            continue
+        public = [c for c in result["cases"] if not c["hidden"]]
+        hidden = [c for c in result["cases"] if c["hidden"]]
+        for i, case in enumerate(public, 1):
+            if case["passed"]:
+                lines.append(f"- public test {i}: passed")
+                continue
+            out = [line.strip() for line in (case["output"] or "").splitlines() if line.strip()]
+            failed = out[out.index("Failed example:") + 1] if "Failed example:" in out[:-1] else ""
+            lines.append(f"- public test {i}: **failed**. {case['hint'] or ''}".rstrip())
+            if out:
+                lines.append(f"  `{failed}` gave `{out[-1][:200]}`" if failed else f"  `{out[-1][:200]}`")
+        if hidden:
+            passed = sum(c["passed"] for c in hidden)
+            lines.append(f"- hidden tests: {passed} of {len(hidden)} passed"
+                         + ("" if passed == len(hidden) else " (they try other inputs than the public tests)"))
+    return "\n".join(lines) + "\n"
+
+
+def grade_folder(submissions: dict[str, Path], ag: Autograder, out: Path, jobs: int = 1, **limits) -> dict:
+    """Grade every submission (jobs at a time), write out/gradebook.csv and out/feedback/<student>.md."""
+    students = sorted(submissions)
+
+    def one(student):
+        start = time.perf_counter()
+        grade = grade_submission(submissions[student], ag, **limits)
+        grade.student = student
+        print(f"[grade] {ag.name} {student}: {sum(grade.score(q) for q in ag.points):g}/"
+              f"{sum(ag.points.values()):g} {grade.status} ({time.perf_counter() - start:.1f} s)", flush=True)
+        return grade
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        grades = dict(zip(students, pool.map(one, students)))
+    (out / "feedback").mkdir(parents=True, exist_ok=True)
+    with open(out / "gradebook.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", *ag.points, "total", "possible", "status", "reason"])
+        for student, grade in grades.items():
+            scores = [grade.score(q) for q in ag.points]
+            writer.writerow([student, *(f"{x:g}" for x in [*scores, sum(scores), sum(ag.points.values())]),
+                             grade.status, "; ".join(grade.problems)])
+            (out / "feedback" / f"{student}.md").write_text(feedback(student, grade, ag), encoding="utf-8")
+    return grades
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("submissions", type=Path)
+    parser.add_argument("--chapter", help="grade one chapter (default: every chapter that has submissions)")
+    parser.add_argument("--autograder", type=Path, help="an otter autograder zip instead of a course chapter")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "grades")
+    parser.add_argument("--cell-timeout", type=float, default=120, help="seconds per cell before it is interrupted")
+    parser.add_argument("--test-timeout", type=float, default=30, help="seconds per test case before it fails")
+    parser.add_argument("--budget", type=float, default=900, help="seconds per notebook before grading stops")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time")
+    parser.add_argument("--full", action="store_true", help="grade in default mode, not quick mode")
+    args = parser.parse_args(argv)
+    if not args.submissions.is_dir():
+        parser.error(f"{args.submissions} is not a folder of submissions")
+    limits = dict(cell_timeout=args.cell_timeout, test_timeout=args.test_timeout, budget=args.budget,
+                  quick=not args.full)
+    chapters = sorted(p.stem for p in SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
+    single = bool(args.chapter or args.autograder)
+    if not single and any(args.submissions.glob("*.ipynb")):
+        parser.error("notebooks directly in the folder (<student>.ipynb) belong to one chapter: give CHAPTER=...")
+    graded = 0
+    with tempfile.TemporaryDirectory(prefix="autograder-") as tmp:
+        if args.autograder:
+            ag = load_autograder(args.autograder, Path(tmp))
+            targets = [(ag.name, lambda: ag)]
+        else:
+            names = [args.chapter] if args.chapter else chapters
+            targets = [(c, lambda c=c: chapter_autograder(c, Path(tmp) / c)) for c in names]
+        for name, get_autograder in targets:
+            submissions = find_submissions(args.submissions, name, chapters, single)
+            if not any(p.is_file() for p in submissions.values()):
+                continue  # nobody handed this chapter in
+            ag, out = get_autograder(), args.out / name
+            grade_folder(submissions, ag, out, jobs=args.jobs, **limits)
+            graded += len(submissions)
+            print(f"[grade] {name}: {len(submissions)} notebooks -> {out / 'gradebook.csv'}, {out / 'feedback'}/")
+    if not graded:
+        print(f"No submissions found in {args.submissions} (layouts: python tools/grade.py --help)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
