@@ -2,6 +2,7 @@
 
     python tools/release.py            regenerate exercises/*.ipynb and build/release/<chapter>/ (autograder copies)
     python tools/release.py --check    exit 1 if a committed student notebook differs from what its source generates
+    python tools/release.py 02_lora    only the named chapters (stem or file name), with or without --check
 
 The student version is never edited by hand: edit solutions/NN_*.ipynb, then run `make release`.
 """
@@ -36,8 +37,15 @@ def normalise(path: Path) -> str:
     return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def release(check: bool = False) -> int:
+def release(check: bool = False, only: list[str] | None = None) -> int:
     sources = sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        wanted = {Path(name).stem for name in only}
+        unknown = sorted(wanted - {s.stem for s in sources})
+        if unknown:
+            print(f"No solution source for {unknown} in solutions/; there are: {[s.stem for s in sources]}")
+            return 2
+        sources = [s for s in sources if s.stem in wanted]
     stale = []
     with tempfile.TemporaryDirectory() as tmp:
         for source in sources:
@@ -62,4 +70,6 @@ def release(check: bool = False) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true")
-    sys.exit(release(parser.parse_args().check))
+    parser.add_argument("chapters", nargs="*", help="only these chapters, e.g. 02_lora (default: every one)")
+    args = parser.parse_args()
+    sys.exit(release(args.check, args.chapters))
