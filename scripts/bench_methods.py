@@ -103,7 +103,7 @@ def label(method: str, kwargs: dict) -> str:
 def build(method: str, impl: str, kwargs: dict | None = None):
     """MeanPoolClassifier(MiniLM) with ``method`` added by minipeft or peft (impl "base": nothing, all frozen)."""
     import minipeft as mp
-    from minipeft.train import MeanPoolClassifier
+    from minipeft.lab.train import MeanPoolClassifier
 
     kwargs = kwargs or {}
     encoder, _ = mp.load_encoder()
@@ -127,7 +127,7 @@ def training_hooks(model, method: str, impl: str):
     if method != "adalora":
         return None, None
     if impl == "minipeft":
-        from minipeft.adalora import orthogonal_regularization, update_and_allocate
+        from minipeft.methods.adalora import orthogonal_regularization, update_and_allocate
         return orthogonal_regularization, update_and_allocate
     return None, lambda m, step: m.base_model.update_and_allocate(step)
 
@@ -146,8 +146,8 @@ def measure_train(method: str, impl: str, warmup: int, steps: int, kwargs: dict 
 
     import psutil
     import torch
-    from minipeft.params import trainable_parameters
-    from minipeft.train import PeakRSS
+    from minipeft.core.params import trainable_parameters
+    from minipeft.lab.train import PeakRSS
 
     model = build(method, impl, kwargs).train()
     extra_loss, after_step = training_hooks(model, method, impl)
@@ -223,7 +223,7 @@ def lora_rank_for(method: str, kwargs: dict) -> int:
     """The rank of a LoRA on query/value (6 layers, 384 -> 384: r·(384 + 384) per matrix) whose trainable-parameter
     count is closest to ``method``'s."""
     import minipeft as mp
-    from minipeft.train import MeanPoolClassifier
+    from minipeft.lab.train import MeanPoolClassifier
 
     encoder, _ = mp.load_encoder()
     count = mp.trainable_parameters(mp.inject(MeanPoolClassifier(encoder), mp.PeftConfig.REGISTRY[method](**kwargs)))[0]

@@ -7,32 +7,21 @@ import pytest
 import torch
 
 import minipeft as mp
-from minipeft.adalora import (AdaLoRAConfig, adalora_layers, mask_to_budget, orthogonal_regularization,
+from helpers import (MODELS, assert_inject_refused, assert_matches_peft, assert_merges, assert_round_trip,
+                     learn_rotten_tomatoes, loss_fell, minilm_classifier, out, randomise)
+from minipeft.methods.adalora import (AdaLoRAConfig, adalora_layers, mask_to_budget, orthogonal_regularization,
                               rank_pattern, update_and_allocate)
 
 peft = pytest.importorskip("peft")
-from peft import AdaLoraConfig, PeftModel, get_peft_model  # noqa: E402
+from peft import AdaLoraConfig, get_peft_model  # noqa: E402
 
 SCHEDULE = dict(init_r=4, target_r=2, total_steps=20, tinit=3, tfinal=5, delta_t=2)
-MODELS = {"bert": mp.tiny_encoder, "llama": mp.tiny_decoder, "gpt2": mp.tiny_gpt2}
 
 
 def make(kind="bert", **overrides):
     base = MODELS[kind]()
     model = mp.inject(copy.deepcopy(base), AdaLoRAConfig(**{**SCHEDULE, **overrides}))
     return model, base
-
-
-def out(model, x):
-    o = model(input_ids=x)
-    return o.last_hidden_state if hasattr(o, "last_hidden_state") else o.logits
-
-
-@torch.no_grad()
-def randomise(model, std=0.1):
-    for layer in adalora_layers(model).values():
-        for p in (layer.P, layer.lam, layer.Q):
-            p.normal_(0, std)
 
 
 def peft_twin(base, config):
@@ -73,17 +62,8 @@ def test_delta_weight_is_p_diag_lambda_q():
 
 def test_merge_unmerge_round_trip():
     model, _ = make()
-    randomise(model)
-    before = out(model, X)
-    weights = {n: l.base_layer.weight.clone() for n, l in adalora_layers(model).items()}
-    for layer in adalora_layers(model).values():
-        layer.merge()
-    assert torch.allclose(out(model, X), before, atol=1e-5)
-    for name, layer in adalora_layers(model).items():
-        layer.unmerge()
-        assert torch.allclose(layer.base_layer.weight, weights[name], atol=1e-6)
-    merged = mp.merge(model)
-    assert not adalora_layers(merged) and torch.allclose(out(merged, X), before, atol=1e-5)
+    randomise(model)  # P, λ and Q
+    assert_merges(model, X)  # outputs within 1e-5, W0 back within 1e-6, mp.merge leaves no AdaLoRA layer
 
 
 # --------------------------------------------------------------------------------------------- schedule + allocation
@@ -212,12 +192,9 @@ def test_export_to_peft_reproduces_outputs(kind, tmp_path):
         layer.lam_ipt.copy_(torch.rand(4))
         layer.lam_unc.fill_(1.0)
     mask_to_budget(model, budget=len(layers) * 2 + 1)  # uneven ranks: some matrices keep 3, some 1...
-    mp.export_peft(model, tmp_path)
+    loaded = assert_matches_peft(model, lambda: copy.deepcopy(base), tmp_path, input_ids=X)  # within 1e-5
     saved = json.loads((tmp_path / "adapter_config.json").read_text())
     assert saved["peft_type"] == "ADALORA" and saved["rank_pattern"] is not None
-    loaded = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path)
-    diff = (out(loaded, X) - out(model, X)).abs().max().item()
-    assert diff <= 1e-5, diff
     assert (out(model, X) - out(base, X)).abs().max() > 1e-2  # the adapter does change the outputs
     for name, layer in layers.items():  # only the surviving triplets were written
         assert loaded.base_model.model.get_submodule(name).lora_E["default"].shape[0] == int(layer.mask.sum())
@@ -226,20 +203,16 @@ def test_export_to_peft_reproduces_outputs(kind, tmp_path):
 def test_export_before_any_masking(tmp_path):
     model, base = make()
     randomise(model)
-    mp.export_peft(model, tmp_path)
+    assert_matches_peft(model, lambda: copy.deepcopy(base), tmp_path, input_ids=X)  # within 1e-5
     assert json.loads((tmp_path / "adapter_config.json").read_text())["rank_pattern"] is None
-    loaded = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path)
-    assert (out(loaded, X) - out(model, X)).abs().max().item() <= 1e-5
 
 
 def test_save_load_bit_identical(tmp_path):
     model, base = make()
     randomise(model)
-    mp.save_adapter(model, tmp_path)
-    fresh = mp.load_adapter(copy.deepcopy(base), tmp_path)
+    fresh = assert_round_trip(model, copy.deepcopy(base), tmp_path, X)  # bit-identical outputs
     ours, theirs = dict(model.named_parameters()), dict(fresh.named_parameters())
     assert all(torch.equal(ours[n], theirs[n]) for n in ours)
-    assert torch.equal(out(fresh, X), out(model, X))
 
 
 # --------------------------------------------------------------------------------------------- bad inputs
@@ -260,11 +233,7 @@ def test_save_load_bit_identical(tmp_path):
     (dict(orth_reg_weight=-0.1), ValueError, "orth_reg_weight"),
 ])
 def test_bad_config(kwargs, error, match):
-    model = mp.tiny_encoder()
-    before = {n: p.clone() for n, p in model.state_dict().items()}
-    with pytest.raises(error, match=match):
-        mp.inject(model, AdaLoRAConfig(**{**SCHEDULE, **kwargs}))
-    assert not mp.peft_layers(model) and all(torch.equal(before[n], p) for n, p in model.state_dict().items())
+    assert_inject_refused(mp.tiny_encoder(), AdaLoRAConfig(**{**SCHEDULE, **kwargs}), error, match)
 
 
 def test_bad_targets():
@@ -279,20 +248,14 @@ def test_bad_targets():
 # --------------------------------------------------------------------------------------------- it learns
 @pytest.mark.integration
 def test_adalora_learns_rotten_tomatoes():
-    from minipeft.data import rotten_tomatoes, subsample
-    from minipeft.train import MeanPoolClassifier, TrainConfig, fit
-
-    encoder, tok = mp.load_encoder()
-    data = rotten_tomatoes()
     steps = 12  # 384 examples / batch 32
     cfg = AdaLoRAConfig(init_r=6, target_r=4, alpha=32, orth_reg_weight=0.1, total_steps=steps, tinit=3, tfinal=3,
                         modules_to_save=["head"])
-    model = mp.inject(MeanPoolClassifier(encoder), cfg)
-    result = fit(model, tok, subsample(data["train"], 384), subsample(data["validation"], 200),
-                 TrainConfig(epochs=1, lr=2e-2, max_length=48, progress=False),
-                 extra_loss=orthogonal_regularization, after_step=update_and_allocate)
+    model, tok = minilm_classifier(cfg)
+    result = learn_rotten_tomatoes(model, tok, lr=2e-2, extra_loss=orthogonal_regularization,
+                                   after_step=update_and_allocate)  # 384 reviews, 1 epoch; 200 to evaluate
     assert result.steps == steps
     assert result.accuracy >= 0.62, result.accuracy  # measured 0.685 (chance: 0.5); λ starts at 0, so it is slow
-    assert sum(result.losses[-3:]) / 3 < sum(result.losses[:3]) / 3
+    assert loss_fell(result)
     ranks = [sum(p) for p in rank_pattern(model).values()]
     assert sum(ranks) == 4 * len(ranks) and len(set(ranks)) > 1  # the final budget, spread unevenly

@@ -4,28 +4,12 @@ import pytest
 import torch
 
 import minipeft as mp
-from minipeft.adapters import Adapter, ParallelAdapter, SequentialAdapter, set_adapter_layers
+from helpers import (TINY, assert_inject_refused, assert_round_trip, ids, learn_rotten_tomatoes, loss_fell,
+                     minilm_classifier, out, randomise)
+from minipeft.methods.adapters import Adapter, ParallelAdapter, SequentialAdapter, set_adapter_layers
 
-TINY = [mp.tiny_encoder, mp.tiny_decoder, mp.tiny_gpt2]
 KINDS = ["houlsby", "pfeiffer", "parallel"]
 M = 8  # bottleneck for the d=32 tiny models
-
-
-def ids(n=2, t=7):
-    return torch.randint(3, 100, (n, t))
-
-
-def out(model, x):
-    with torch.no_grad():
-        return model(x)[0]
-
-
-def randomise(model, std=0.1):
-    """Random values for every trainable parameter: a zero-initialised up projection must not hide a bug."""
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.normal_(0, std)
 
 
 def adapters(model):
@@ -105,7 +89,7 @@ def test_default_placement_per_model_type(factory, kind):
 
 
 def test_placement_through_a_classifier_wrapper():
-    from minipeft.train import MeanPoolClassifier
+    from minipeft.lab.train import MeanPoolClassifier
 
     model = mp.inject(MeanPoolClassifier(mp.tiny_encoder()), mp.AdapterConfig(kind="pfeiffer", bottleneck=M))
     assert sorted(adapters(model)) == [f"encoder.encoder.layer.{i}.output.dense" for i in range(2)]
@@ -210,10 +194,7 @@ def test_merge_and_peft_export_refuse_clearly(tmp_path):
 def test_save_and_load_round_trip(tmp_path):
     model = mp.inject(mp.tiny_decoder(), mp.AdapterConfig(kind="parallel", bottleneck=M, scaling=2.0))
     randomise(model)
-    mp.save_adapter(model, tmp_path)
-    fresh = mp.load_adapter(mp.tiny_decoder(), tmp_path)
-    x = ids()
-    assert torch.equal(out(fresh, x), out(model, x))
+    fresh = assert_round_trip(model, mp.tiny_decoder(), tmp_path, ids())  # bit-identical outputs
     assert fresh.minipeft_configs[0].kind == "parallel" and fresh.minipeft_configs[0].scaling == 2.0
 
 
@@ -228,7 +209,7 @@ def test_save_and_load_round_trip(tmp_path):
     (dict(nonlinearity="softmax", bottleneck=M), ValueError, "Unknown nonlinearity 'softmax'"),
     (dict(scaling=0, bottleneck=M), ValueError, "scaling must be a positive number"),
     (dict(scaling=-1.0, bottleneck=M), ValueError, "scaling must be a positive number"),
-    (dict(init_std=-1e-3, bottleneck=M), ValueError, "init_std must be a number >= 0"),
+    (dict(init_std=-1e-3, bottleneck=M), ValueError, "init_std must be a number ≥ 0"),
     (dict(layers=[], bottleneck=M), ValueError, "non-empty list of layer indices"),
     (dict(layers=[0], targets=["dense"], bottleneck=M), ValueError, "not both"),
     (dict(targets=["attention"], bottleneck=M), TypeError, "wraps an output projection"),
@@ -236,12 +217,7 @@ def test_save_and_load_round_trip(tmp_path):
     (dict(layers=[7], bottleneck=M), ValueError, "matched no module"),
 ])
 def test_bad_inputs(kwargs, error, phrase):
-    model = mp.tiny_encoder()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(error, match=phrase):
-        mp.inject(model, mp.AdapterConfig(**kwargs))
-    assert not mp.peft_layers(model) and not hasattr(model, "minipeft_configs")  # nothing was changed
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert_inject_refused(mp.tiny_encoder(), mp.AdapterConfig(**kwargs), error, phrase)  # nothing was changed
 
 
 def test_set_adapter_layers_bad_inputs():
@@ -262,15 +238,9 @@ def test_adapter_module_alone():
 # --------------------------------------------------------------------------------------------- real model
 @pytest.mark.integration
 def test_minilm_houlsby_count_and_learning():
-    from minipeft.data import rotten_tomatoes, subsample
-    from minipeft.train import MeanPoolClassifier, TrainConfig, fit
-
-    encoder, tok = mp.load_encoder()
-    model = mp.inject(MeanPoolClassifier(encoder), mp.AdapterConfig(bottleneck=64, modules_to_save=["head"]))
+    model, tok = minilm_classifier(mp.AdapterConfig(bottleneck=64, modules_to_save=["head"]))
     d, m = 384, 64
     assert mp.trainable_parameters(model)[0] == 6 * 2 * (2 * m * d + d + m) + (d * 2 + 2)  # + the head
-    data = rotten_tomatoes()
-    result = fit(model, tok, subsample(data["train"], 384), subsample(data["validation"], 200),
-                 TrainConfig(epochs=1, lr=1e-2, max_length=48, progress=False))
+    result = learn_rotten_tomatoes(model, tok)  # 384 reviews, 1 epoch, lr 1e-2, max_length 48; 200 to evaluate
     assert result.accuracy >= 0.65, result.accuracy  # measured 0.69 after 12 steps
-    assert sum(result.losses[-3:]) / 3 < sum(result.losses[:3]) / 3
+    assert loss_fell(result)

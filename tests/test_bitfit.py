@@ -4,10 +4,7 @@ import pytest
 import torch
 
 import minipeft as mp
-
-
-def ids(n=2, t=7):
-    return torch.randint(3, 100, (n, t))
+from helpers import ids, learn_rotten_tomatoes
 
 
 def trainable(model):
@@ -88,14 +85,12 @@ def test_cannot_export_to_peft(tmp_path):
 def test_bitfit_learns():
     """With the classifier head frozen at random, only the encoder's biases can lower the loss: BitFit fits 32
     reviews (more slowly than LoRA or IA3: 20 full-batch steps)."""
-    from minipeft.data import rotten_tomatoes, subsample
-    from minipeft.train import MeanPoolClassifier, TrainConfig, fit
+    from minipeft.lab.train import MeanPoolClassifier
 
     encoder, tok = mp.load_encoder()
-    train = subsample(rotten_tomatoes()["train"], 32)
-    model = MeanPoolClassifier(mp.inject(encoder, mp.BitFitConfig()))
+    model = MeanPoolClassifier(mp.inject(encoder, mp.BitFitConfig()))  # the encoder's biases, not the head's
     model.head.requires_grad_(False)
     assert mp.trainable_parameters(model)[0] == 6 * (7 * 384 + 1536) + 2 * 384  # 26,112: ~0.1% of MiniLM
-    result = fit(model, tok, train, train, TrainConfig(epochs=20, batch_size=32, lr=1e-2, max_length=32,
-                                                       warmup_ratio=0, progress=False))
+    result = learn_rotten_tomatoes(model, tok, train=32, val=None, epochs=20, batch_size=32, lr=1e-2,
+                                   max_length=32, warmup_ratio=0)
     assert result.accuracy >= 0.8 and sum(result.losses[-3:]) < 0.75 * sum(result.losses[:3]), result.losses

@@ -1,30 +1,18 @@
 """save_adapter / load_adapter (minipeft/checkpoint.py) and export_peft's shared checks (minipeft/interop.py)."""
 
 import json
+from functools import partial
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import helpers
 import minipeft as mp
-from minipeft.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-from minipeft.train import MeanPoolClassifier
+from helpers import assert_same_state, classifier, ids, state
+from minipeft.core.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 
-
-def classifier(seed=0, **overrides):
-    torch.manual_seed(seed + 100)
-    return MeanPoolClassifier(mp.tiny_encoder(seed, **overrides)).eval()
-
-
-def ids(n=2, t=7):
-    return torch.randint(3, 100, (n, t))
-
-
-def randomise(model):
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.1 * torch.randn_like(p))
+randomise = partial(helpers.randomise, add=True)  # + N(0, 0.1²) on every trainable parameter
 
 
 def logits(model, x):
@@ -84,13 +72,13 @@ def test_adapter_is_small(tmp_path):
 def test_config_mismatch_lists_the_fields(tmp_path):
     mp.save_adapter(mp.inject(classifier(), mp.LoRAConfig(r=4, alpha=8)), tmp_path)
     other = mp.inject(classifier(), mp.LoRAConfig(r=8, alpha=8, modules_to_save=["head"]))
-    before = {k: v.clone() for k, v in other.state_dict().items()}
+    before = state(other)
     with pytest.raises(ValueError) as err:
         mp.load_adapter(other, tmp_path)
     msg = str(err.value)
     assert "lora.r: saved 4, model has 8" in msg and "lora.modules_to_save: saved [], model has ['head']" in msg
     assert "alpha" not in msg and "Load it into a fresh base model" in msg
-    assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
+    assert_same_state(other, before)
 
 
 def test_load_into_merged_layers_is_refused(tmp_path):
@@ -110,11 +98,11 @@ def test_method_mismatch(tmp_path):
 def test_shape_mismatch_changes_nothing(tmp_path):
     mp.save_adapter(mp.inject(classifier(), mp.LoRAConfig(r=4)), tmp_path)
     other = classifier(hidden_size=48, intermediate_size=96)  # another base model: d = 48
-    before = {k: v.clone() for k, v in other.state_dict().items()}
+    before = state(other)
     with pytest.raises(ValueError, match=r"does not fit .*lora_A.weight: saved \(4, 32\), model needs \(4, 48\)"):
         mp.load_adapter(other, tmp_path)
     assert not hasattr(other, "minipeft_configs") and not mp.peft_layers(other)  # not even injected
-    assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
+    assert_same_state(other, before)
 
 
 def test_missing_and_unexpected_keys(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import minipeft as mp
-from minipeft import assets, backbones, data, train
+from minipeft.lab import assets, backbones, data, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,9 +57,9 @@ def test_unreachable_hub_name_is_a_clear_error_not_a_timeout():
 
 def test_missing_data_names_the_fix(monkeypatch, tmp_path):
     monkeypatch.setenv("MINIPEFT_CACHE", str(tmp_path))
-    with pytest.raises(mp.MissingAssetError, match="minipeft.assets"):
+    with pytest.raises(mp.MissingAssetError, match="minipeft.lab.assets"):
         data.vader_domains()
-    with pytest.raises(mp.MissingAssetError, match="minipeft.assets"):
+    with pytest.raises(mp.MissingAssetError, match="minipeft.lab.assets"):
         data.kjv()
 
 

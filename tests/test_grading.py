@@ -285,7 +285,7 @@ def test_flat_submissions_need_a_chapter(tmp_path, capsys):
 
 
 def test_demo_solved_notebook_passes_public_checks_without_hidden_tests(tiny, tmp_path):
-    from minipeft.runbook import execute
+    from minipeft.lab.runbook import execute
 
     nb = demo.solved(json.loads(tiny["student"].read_text()), json.loads(tiny["autograder_nb"].read_text()))
     path = tmp_path / "tiny.ipynb"

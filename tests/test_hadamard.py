@@ -1,38 +1,32 @@
 """LoHa / FedPara: the Hadamard update, its rank, gradients, merge, peft equality, bad inputs."""
 
 import copy
+from functools import partial
 
 import pytest
 import torch
 
+import helpers
 import minipeft as mp
-from minipeft.hadamard import LoHaConfig, LoHaLinear, hadamard_delta, rank_comparison
+from helpers import (MODELS, assert_inject_refused, assert_matches_peft, assert_merges, assert_round_trip,
+                     learn_rotten_tomatoes, loss_fell, minilm_classifier, out)
+from minipeft.methods.hadamard import LoHaConfig, LoHaLinear, hadamard_delta, rank_comparison
 
 peft = pytest.importorskip("peft")
 from peft import LoHaConfig as PeftLoHaConfig  # noqa: E402
-from peft import PeftModel, get_peft_model  # noqa: E402
+from peft import get_peft_model  # noqa: E402
 
-MODELS = {"bert": mp.tiny_encoder, "llama": mp.tiny_decoder, "gpt2": mp.tiny_gpt2}
 X = torch.randint(0, 100, (2, 7))
 
 
-def out(model, x=X):
-    o = model(input_ids=x)
-    return o.last_hidden_state if hasattr(o, "last_hidden_state") else o.logits
-
-
-@torch.no_grad()
-def randomise(model, std=0.3):
-    for layer in mp.peft_layers(model).values():
-        for _, p in layer.peft_named_parameters():
-            p.normal_(0, std)
+randomise = partial(helpers.randomise, std=0.3)
 
 
 @pytest.mark.parametrize("kind", list(MODELS))
 def test_identity_at_init_and_parameter_count(kind):
     base = MODELS[kind]()
     model = mp.inject(copy.deepcopy(base), LoHaConfig(r=3))
-    assert torch.equal(out(model), out(base))  # Y2 = 0 -> ΔW = 0
+    assert torch.equal(out(model, X), out(base, X))  # Y2 = 0 -> ΔW = 0
     dims = [(l.out_features, l.in_features) for l in mp.peft_layers(model).values()]
     assert mp.trainable_parameters(model)[0] == sum(2 * 3 * (a + b) for a, b in dims)  # 2r(d_in + d_out)
 
@@ -75,7 +69,7 @@ def test_gradients_equal_peft_custom_backward():
 
 def test_only_y2_learns_at_the_first_step():
     model = mp.inject(mp.tiny_encoder(), LoHaConfig(r=2))
-    out(model).pow(2).sum().backward()
+    model(input_ids=X)[0].pow(2).sum().backward()
     layer = model.get_submodule("encoder.layer.1.attention.self.value")
     assert layer.Y2.grad.abs().sum() > 0
     assert all(p.grad.abs().sum() == 0 for p in (layer.X1, layer.Y1, layer.X2))
@@ -84,16 +78,7 @@ def test_only_y2_learns_at_the_first_step():
 def test_merge_unmerge_round_trip():
     model = mp.inject(mp.tiny_decoder(), LoHaConfig(r=4, targets=["q_proj", "v_proj", "up_proj"]))
     randomise(model, std=0.1)
-    before = out(model)
-    weights = {n: l.base_layer.weight.clone() for n, l in mp.peft_layers(model).items()}
-    for layer in mp.peft_layers(model).values():
-        layer.merge()
-    assert torch.allclose(out(model), before, atol=1e-5)
-    for name, layer in mp.peft_layers(model).items():
-        layer.unmerge()
-        assert torch.allclose(layer.base_layer.weight, weights[name], atol=1e-6)
-    merged = mp.merge(model)
-    assert not mp.peft_layers(merged) and torch.allclose(out(merged), before, atol=1e-5)
+    assert_merges(model, X)  # outputs within 1e-5, W0 back within 1e-6, mp.merge leaves an ordinary model
 
 
 @pytest.mark.parametrize("kind, targets", [("bert", None), ("llama", ["q_proj", "k_proj", "down_proj"])])
@@ -101,11 +86,8 @@ def test_export_equals_peft_loha(kind, targets, tmp_path):
     base = MODELS[kind]()
     model = mp.inject(copy.deepcopy(base), LoHaConfig(r=3, alpha=6, targets=targets))
     randomise(model)
-    mp.export_peft(model, tmp_path)
-    loaded = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path)
-    diff = (out(loaded) - out(model)).abs().max().item()
-    assert diff <= 1e-5, diff
-    assert out(model).sub(out(base)).abs().max() > 1e-2  # the adapter does change the outputs
+    assert_matches_peft(model, lambda: copy.deepcopy(base), tmp_path, input_ids=X)  # within 1e-5
+    assert out(model, X).sub(out(base, X)).abs().max() > 1e-2  # the adapter does change the outputs
     # and peft's own LoHa, built from scratch, has our parameter shapes
     fresh = get_peft_model(copy.deepcopy(base),
                            PeftLoHaConfig(r=3, alpha=6, target_modules=targets or ["query", "value"]))
@@ -116,10 +98,8 @@ def test_save_load_bit_identical(tmp_path):
     base = mp.tiny_encoder()
     model = mp.inject(copy.deepcopy(base), LoHaConfig(r=2))
     randomise(model)
-    mp.save_adapter(model, tmp_path)
-    fresh = mp.load_adapter(copy.deepcopy(base), tmp_path)
+    fresh = assert_round_trip(model, copy.deepcopy(base), tmp_path, X)  # bit-identical outputs
     assert isinstance(fresh.get_submodule("encoder.layer.0.attention.self.query"), LoHaLinear)
-    assert torch.equal(out(fresh), out(model))
 
 
 @pytest.mark.parametrize("config, error, match", [
@@ -133,11 +113,7 @@ def test_save_load_bit_identical(tmp_path):
     (LoHaConfig(targets=["nope"]), ValueError, "matched no module"),
 ])
 def test_bad_inputs(config, error, match):
-    model = mp.tiny_encoder()
-    before = {n: p.clone() for n, p in model.state_dict().items()}
-    with pytest.raises(error, match=match):
-        mp.inject(model, config)
-    assert not mp.peft_layers(model) and all(torch.equal(before[n], p) for n, p in model.state_dict().items())
+    assert_inject_refused(mp.tiny_encoder(), config, error, match)
 
 
 def test_conv1d_export_refused(tmp_path):
@@ -147,13 +123,7 @@ def test_conv1d_export_refused(tmp_path):
 
 @pytest.mark.integration
 def test_loha_learns_rotten_tomatoes():
-    from minipeft.data import rotten_tomatoes, subsample
-    from minipeft.train import MeanPoolClassifier, TrainConfig, fit
-
-    encoder, tok = mp.load_encoder()
-    data = rotten_tomatoes()
-    model = mp.inject(MeanPoolClassifier(encoder), LoHaConfig(r=4, modules_to_save=["head"]))
-    result = fit(model, tok, subsample(data["train"], 384), subsample(data["validation"], 200),
-                 TrainConfig(epochs=1, lr=1e-2, max_length=48, progress=False))
+    model, tok = minilm_classifier(LoHaConfig(r=4, modules_to_save=["head"]))
+    result = learn_rotten_tomatoes(model, tok)  # 384 reviews, 1 epoch, lr 1e-2; 200 to evaluate
     assert result.accuracy >= 0.62, result.accuracy  # measured 0.69 (chance 0.5, 12 steps)
-    assert sum(result.losses[-3:]) / 3 < sum(result.losses[:3]) / 3
+    assert loss_fell(result)

@@ -1,41 +1,18 @@
 """IA3 (minipeft/ia3.py): which activations are scaled, counts, exact merge, peft equality, bad inputs."""
 
-import warnings
+from functools import partial
 
 import pytest
 import torch
 from torch import nn
 
+import helpers
 import minipeft as mp
-from minipeft.ia3 import IA3Linear
+from helpers import (TINY, assert_matches_peft, assert_merges, classifier, ids, learn_rotten_tomatoes,
+                     minilm_classifier, out)
+from minipeft.methods.ia3 import IA3Linear
 
-TINY = [mp.tiny_encoder, mp.tiny_decoder, mp.tiny_gpt2]
-
-
-def ids(n=2, t=7):
-    return torch.randint(3, 100, (n, t))
-
-
-def out(model, x):
-    with torch.no_grad():
-        return model(x)[0]
-
-
-def randomise(model, std=0.1):
-    """l = 1 + noise for every IA3 vector (other trainable parameters: plain noise)."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.requires_grad:
-                p.copy_((1.0 if name.endswith("ia3_l") else 0.0) + std * torch.randn_like(p))
-
-
-def peft_from(model, factory, tmp_path):
-    import peft
-
-    mp.export_peft(model, tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return peft.PeftModel.from_pretrained(factory(), str(tmp_path)).eval()
+randomise = partial(helpers.randomise, ones=["ia3_l"])  # l = 1 + noise for every IA3 vector, others plain noise
 
 
 def ia3(model):
@@ -92,17 +69,7 @@ def test_closed_form_parameter_count(factory, per_layer):
 def test_merge_keeps_outputs_and_unmerge_restores_w0(factory):
     model, x = mp.inject(factory(), mp.IA3Config()), ids()
     randomise(model)
-    expected = out(model, x)
-    w0 = {n: {k: v.clone() for k, v in m.base_layer.state_dict().items()} for n, m in ia3(model).items()}
-    for layer in ia3(model).values():
-        layer.merge()
-    assert (out(model, x) - expected).abs().max() <= 1e-5
-    for n, layer in ia3(model).items():
-        layer.unmerge()
-        for k, v in layer.base_layer.state_dict().items():  # weight and bias
-            assert (v - w0[n][k]).abs().max() <= 1e-6
-    mp.merge(model)
-    assert not mp.peft_layers(model) and (out(model, x) - expected).abs().max() <= 1e-5
+    assert_merges(model, x)  # merged and unmerged outputs within 1e-5, weight and bias back within 1e-6
 
 
 def test_delta_weight_is_the_additive_view():
@@ -128,23 +95,15 @@ def test_unmerge_refuses_a_zero_scale():
 def test_matches_peft(factory, tmp_path):
     model, x = mp.inject(factory(), mp.IA3Config()), ids()
     randomise(model)
-    theirs = peft_from(model, factory, tmp_path)
-    assert (out(theirs, x) - out(model, x)).abs().max() <= 1e-5
+    assert_matches_peft(model, factory, tmp_path, input_ids=x)  # within 1e-5
 
 
 def test_matches_peft_with_explicit_targets_and_a_head(tmp_path):
-    from minipeft.train import MeanPoolClassifier
-
-    def factory():
-        torch.manual_seed(1)
-        return MeanPoolClassifier(mp.tiny_encoder()).eval()
-
     config = mp.IA3Config(targets=["value", "intermediate.dense"], feedforward=["intermediate.dense"],
                           modules_to_save=["head"])
-    model, x = mp.inject(factory(), config), ids()
+    model, x = mp.inject(classifier(), config), ids()
     randomise(model)
-    theirs = peft_from(model, factory, tmp_path)
-    assert (out(theirs, x) - out(model, x)).abs().max() <= 1e-5
+    assert_matches_peft(model, classifier, tmp_path, input_ids=x)
 
 
 # --------------------------------------------------------------------------------------------- bad inputs
@@ -180,20 +139,13 @@ def test_minilm_peft_equality(tmp_path):
     assert mp.trainable_parameters(model)[0] == 6 * (384 + 384 + 384 + 1536)
     randomise(model, std=0.05)
     batch = tok(["a gripping, funny film", "dull"], padding=True, return_tensors="pt")
-    theirs = peft_from(model, lambda: mp.load_encoder()[0], tmp_path)
-    with torch.no_grad():
-        assert (theirs(**batch)[0] - model(**batch)[0]).abs().max() <= 1e-5
+    assert_matches_peft(model, lambda: mp.load_encoder()[0], tmp_path, **batch)
 
 
 @pytest.mark.integration
 def test_ia3_learns():
     """With the classifier head frozen at random, only l can lower the loss: IA3 fits 32 reviews."""
-    from minipeft.data import rotten_tomatoes, subsample
-    from minipeft.train import MeanPoolClassifier, TrainConfig, fit
-
-    encoder, tok = mp.load_encoder()
-    train = subsample(rotten_tomatoes()["train"], 32)
-    model = mp.inject(MeanPoolClassifier(encoder), mp.IA3Config())
-    result = fit(model, tok, train, train, TrainConfig(epochs=8, batch_size=16, lr=0.1, max_length=32,
-                                                       warmup_ratio=0, progress=False))
+    model, tok = minilm_classifier(mp.IA3Config())
+    result = learn_rotten_tomatoes(model, tok, train=32, val=None, epochs=8, batch_size=16, lr=0.1,
+                                   max_length=32, warmup_ratio=0)
     assert result.accuracy >= 0.9 and sum(result.losses[-3:]) < 0.5 * sum(result.losses[:3]), result.losses

@@ -1,11 +1,12 @@
-"""The shared injection mechanism (minipeft.inject), exercised through LoRA / IA3 / BitFit on tiny models."""
+"""The shared injection mechanism (minipeft.core.inject), exercised through LoRA / IA3 / BitFit on tiny models."""
 
 import pytest
 import torch
 from torch import nn
 
 import minipeft as mp
-from minipeft.inject import PeftConfig, PeftModule, peft_parameter_names, resolve_targets
+from helpers import ids
+from minipeft.core import PeftConfig, PeftModule, peft_parameter_names, resolve_targets
 
 
 class Classifier(nn.Module):
@@ -18,10 +19,6 @@ class Classifier(nn.Module):
 
     def forward(self, input_ids):
         return self.head(self.encoder(input_ids).last_hidden_state.mean(1))
-
-
-def ids(n=2, t=7):
-    return torch.randint(3, 100, (n, t))
 
 
 def wrapped(model):

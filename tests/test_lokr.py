@@ -1,38 +1,32 @@
 """LoKr: peft's factor shapes, ΔW = kron(w1, w2) · alpha/r, merge, peft equality, bad inputs."""
 
 import copy
+from functools import partial
 
 import pytest
 import torch
 
+import helpers
 import minipeft as mp
-from minipeft.lokr import LoKrConfig, LoKrLinear
+from helpers import (MODELS, assert_inject_refused, assert_matches_peft, assert_merges, assert_round_trip,
+                     learn_rotten_tomatoes, loss_fell, minilm_classifier, out)
+from minipeft.methods.lokr import LoKrConfig, LoKrLinear
 
 peft = pytest.importorskip("peft")
 from peft import LoKrConfig as PeftLoKrConfig  # noqa: E402
-from peft import PeftModel, get_peft_model  # noqa: E402
+from peft import get_peft_model  # noqa: E402
 
-MODELS = {"bert": mp.tiny_encoder, "llama": mp.tiny_decoder, "gpt2": mp.tiny_gpt2}
 X = torch.randint(0, 100, (2, 7))
 LLAMA_TARGETS = ["q_proj", "v_proj", "up_proj", "down_proj"]   # 32×32, 16×32, 64×32, 32×64
 
 
-def out(model, x=X):
-    o = model(input_ids=x)
-    return o.last_hidden_state if hasattr(o, "last_hidden_state") else o.logits
-
-
-@torch.no_grad()
-def randomise(model, std=0.3):
-    for layer in mp.peft_layers(model).values():
-        for _, p in layer.peft_named_parameters():
-            p.normal_(0, std)
+randomise = partial(helpers.randomise, std=0.3)
 
 
 @pytest.mark.parametrize("kind", list(MODELS))
 def test_identity_at_init(kind):
     base = MODELS[kind]()
-    assert torch.equal(out(mp.inject(copy.deepcopy(base), LoKrConfig(r=2))), out(base))  # w1 = 0 -> ΔW = 0
+    assert torch.equal(out(mp.inject(copy.deepcopy(base), LoKrConfig(r=2)), X), out(base, X))  # w1 = 0 -> ΔW = 0
 
 
 @pytest.mark.parametrize("r, factor, both", [(1, -1, False), (2, -1, False), (2, -1, True), (8, -1, False),
@@ -76,16 +70,7 @@ def test_delta_weight_and_forward():
 def test_merge_unmerge_round_trip():
     model = mp.inject(mp.tiny_decoder(), LoKrConfig(r=2, targets=LLAMA_TARGETS))
     randomise(model, std=0.1)
-    before = out(model)
-    weights = {n: l.base_layer.weight.clone() for n, l in mp.peft_layers(model).items()}
-    for layer in mp.peft_layers(model).values():
-        layer.merge()
-    assert torch.allclose(out(model), before, atol=1e-5)
-    for name, layer in mp.peft_layers(model).items():
-        layer.unmerge()
-        assert torch.allclose(layer.base_layer.weight, weights[name], atol=1e-6)
-    merged = mp.merge(model)
-    assert not mp.peft_layers(merged) and torch.allclose(out(merged), before, atol=1e-5)
+    assert_merges(model, X)  # outputs within 1e-5, W0 back within 1e-6, mp.merge leaves an ordinary model
 
 
 @pytest.mark.parametrize("kind, config", [
@@ -97,21 +82,16 @@ def test_export_equals_peft_lokr(kind, config, tmp_path):
     base = MODELS[kind]()
     model = mp.inject(copy.deepcopy(base), config)
     randomise(model)
-    mp.export_peft(model, tmp_path)
-    loaded = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path)
-    diff = (out(loaded) - out(model)).abs().max().item()
-    assert diff <= 1e-5, diff
-    assert (out(model) - out(base)).abs().max() > 1e-2  # the adapter does change the outputs
+    assert_matches_peft(model, lambda: copy.deepcopy(base), tmp_path, input_ids=X)  # within 1e-5
+    assert (out(model, X) - out(base, X)).abs().max() > 1e-2  # the adapter does change the outputs
 
 
 def test_save_load_bit_identical(tmp_path):
     base = mp.tiny_decoder()
     model = mp.inject(copy.deepcopy(base), LoKrConfig(r=2, decompose_both=True, targets=LLAMA_TARGETS))
     randomise(model)
-    mp.save_adapter(model, tmp_path)
-    fresh = mp.load_adapter(copy.deepcopy(base), tmp_path)
+    fresh = assert_round_trip(model, copy.deepcopy(base), tmp_path, X)  # bit-identical outputs
     assert isinstance(fresh.get_submodule("model.layers.0.mlp.up_proj"), LoKrLinear)
-    assert torch.equal(out(fresh), out(model))
 
 
 @pytest.mark.parametrize("config, error, match", [
@@ -125,11 +105,7 @@ def test_save_load_bit_identical(tmp_path):
     (LoKrConfig(targets=["attention"]), TypeError, "wraps nn.Linear"),
 ])
 def test_bad_inputs(config, error, match):
-    model = mp.tiny_encoder()
-    before = {n: p.clone() for n, p in model.state_dict().items()}
-    with pytest.raises(error, match=match):
-        mp.inject(model, config)
-    assert not mp.peft_layers(model) and all(torch.equal(before[n], p) for n, p in model.state_dict().items())
+    assert_inject_refused(mp.tiny_encoder(), config, error, match)
 
 
 def test_conv1d_export_refused(tmp_path):
@@ -139,13 +115,7 @@ def test_conv1d_export_refused(tmp_path):
 
 @pytest.mark.integration
 def test_lokr_learns_rotten_tomatoes():
-    from minipeft.data import rotten_tomatoes, subsample
-    from minipeft.train import MeanPoolClassifier, TrainConfig, fit
-
-    encoder, tok = mp.load_encoder()
-    data = rotten_tomatoes()
-    model = mp.inject(MeanPoolClassifier(encoder), LoKrConfig(r=4, modules_to_save=["head"]))
-    result = fit(model, tok, subsample(data["train"], 384), subsample(data["validation"], 200),
-                 TrainConfig(epochs=1, lr=1e-2, max_length=48, progress=False))
+    model, tok = minilm_classifier(LoKrConfig(r=4, modules_to_save=["head"]))
+    result = learn_rotten_tomatoes(model, tok)  # 384 reviews, 1 epoch, lr 1e-2; 200 to evaluate
     assert result.accuracy >= 0.62, result.accuracy  # measured 0.705 (chance 0.5, 12 steps)
-    assert sum(result.losses[-3:]) / 3 < sum(result.losses[:3]) / 3
+    assert loss_fell(result)

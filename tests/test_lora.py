@@ -1,43 +1,15 @@
 """LoRA (minipeft/lora.py): the update, its parameter count, merge, peft equality, bad inputs."""
 
 import math
-import warnings
 
 import pytest
 import torch
 from torch import nn
 
 import minipeft as mp
-from minipeft.lora import LoRALinear
-
-TINY = [mp.tiny_encoder, mp.tiny_decoder, mp.tiny_gpt2]
-
-
-def ids(n=2, t=7):
-    return torch.randint(3, 100, (n, t))
-
-
-def out(model, x):
-    with torch.no_grad():
-        return model(x)[0]
-
-
-def randomise(model, std=0.1):
-    """Random values for every trainable parameter: a zero-initialised B must not hide a bug."""
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.normal_(0, std)
-
-
-def peft_from(model, factory, tmp_path):
-    """Export ``model`` and load the adapter with Hugging Face peft onto a fresh copy of its base."""
-    import peft
-
-    mp.export_peft(model, tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # peft's notes about fan_in_fan_out / unknown base names
-        return peft.PeftModel.from_pretrained(factory(), str(tmp_path)).eval()
+from helpers import (TINY, assert_matches_peft, assert_merges, classifier, ids, learn_rotten_tomatoes,
+                     minilm_classifier, out, randomise)
+from minipeft.methods.lora import LoRALinear
 
 
 # --------------------------------------------------------------------------------------------- the update
@@ -118,17 +90,7 @@ def test_closed_form_parameter_count(factory, per_layer):
 def test_merge_keeps_outputs_and_unmerge_restores_w0(factory):
     model, x = mp.inject(factory(), mp.LoRAConfig(r=4)), ids()
     randomise(model)
-    expected = out(model, x)
-    w0 = {n: layer.base_layer.weight.clone() for n, layer in mp.peft_layers(model).items()}
-    for layer in mp.peft_layers(model).values():
-        layer.merge()
-    assert (out(model, x) - expected).abs().max() <= 1e-5
-    for n, layer in mp.peft_layers(model).items():
-        layer.unmerge()
-        assert (layer.base_layer.weight - w0[n]).abs().max() <= 1e-6
-    assert (out(model, x) - expected).abs().max() <= 1e-5
-    mp.merge(model)
-    assert not mp.peft_layers(model) and (out(model, x) - expected).abs().max() <= 1e-5
+    assert_merges(model, x)  # merged and unmerged outputs within 1e-5, W0 back within 1e-6, then mp.merge
 
 
 # --------------------------------------------------------------------------------------------- peft equality
@@ -145,23 +107,15 @@ def test_matches_peft(factory, config, tmp_path):
         config = dict(config, targets=LAYER_1[factory])
     model, x = mp.inject(factory(), mp.LoRAConfig(**config)), ids()
     randomise(model)
-    theirs = peft_from(model, factory, tmp_path)
-    assert (out(theirs, x) - out(model, x)).abs().max() <= 1e-5
+    assert_matches_peft(model, factory, tmp_path, input_ids=x)  # within 1e-5
 
 
 def test_matches_peft_with_a_classifier_head(tmp_path):
-    from minipeft.train import MeanPoolClassifier
-
-    def factory():
-        torch.manual_seed(1)
-        return MeanPoolClassifier(mp.tiny_encoder()).eval()
-
-    model = mp.inject(factory(), mp.LoRAConfig(r=4, modules_to_save=["head"]))
+    model = mp.inject(classifier(), mp.LoRAConfig(r=4, modules_to_save=["head"]))
     randomise(model)
     x = ids()
-    theirs = peft_from(model, factory, tmp_path)
-    assert (out(theirs, x) - out(model, x)).abs().max() <= 1e-5
-    assert (out(factory(), x) - out(model, x)).abs().max() > 1e-2  # the head really changed and carried over
+    assert_matches_peft(model, classifier, tmp_path, input_ids=x)
+    assert (out(classifier(), x) - out(model, x)).abs().max() > 1e-2  # the head really changed and carried over
 
 
 # --------------------------------------------------------------------------------------------- bad inputs
@@ -192,9 +146,7 @@ def test_minilm_count_and_peft_equality(tmp_path):
     assert mp.trainable_parameters(model)[0] == 6 * 2 * 8 * (384 + 384)  # 73,728
     randomise(model, std=0.02)
     batch = tok(["a gripping, funny film", "dull"], padding=True, return_tensors="pt")
-    theirs = peft_from(model, lambda: mp.load_encoder()[0], tmp_path)
-    with torch.no_grad():
-        assert (theirs(**batch)[0] - model(**batch)[0]).abs().max() <= 1e-5
+    assert_matches_peft(model, lambda: mp.load_encoder()[0], tmp_path, **batch)
 
 
 @pytest.mark.integration
@@ -204,20 +156,13 @@ def test_smollm2_peft_equality(tmp_path):
     assert mp.trainable_parameters(model)[0] == 30 * (4 * (576 + 576) + 4 * (576 + 192))  # v_proj: 3 KV heads
     randomise(model, std=0.02)
     batch = tok(["The capital of France is"], return_tensors="pt")
-    theirs = peft_from(model, lambda: mp.load_decoder()[0], tmp_path)
-    with torch.no_grad():
-        assert (theirs(**batch).logits - model(**batch).logits).abs().max() <= 1e-5
+    assert_matches_peft(model, lambda: mp.load_decoder()[0], tmp_path, **batch)  # output [0]: the logits
 
 
 @pytest.mark.integration
 def test_lora_learns():
     """With the classifier head frozen at random, only A and B can lower the loss: LoRA fits 32 reviews."""
-    from minipeft.data import rotten_tomatoes, subsample
-    from minipeft.train import MeanPoolClassifier, TrainConfig, fit
-
-    encoder, tok = mp.load_encoder()
-    train = subsample(rotten_tomatoes()["train"], 32)
-    model = mp.inject(MeanPoolClassifier(encoder), mp.LoRAConfig(r=8))
-    result = fit(model, tok, train, train, TrainConfig(epochs=8, batch_size=16, lr=1e-2, max_length=32,
-                                                       warmup_ratio=0, progress=False))
+    model, tok = minilm_classifier(mp.LoRAConfig(r=8))
+    result = learn_rotten_tomatoes(model, tok, train=32, val=None, epochs=8, batch_size=16, lr=1e-2,
+                                   max_length=32, warmup_ratio=0)
     assert result.accuracy >= 0.9 and sum(result.losses[-3:]) < 0.5 * sum(result.losses[:3]), result.losses

@@ -6,17 +6,15 @@ import pytest
 import torch
 
 import minipeft as mp
-from minipeft.mpt import (MPTConfig, MultitaskPrompt, fit_multitask, multitask_prompt, set_task, task_prompts,
+from helpers import ids
+from minipeft.lab.train import fit_multitask
+from minipeft.methods.mpt import (MPTConfig, MultitaskPrompt, multitask_prompt, set_task, task_prompts,
                           use_task)
-from minipeft.prompt import prompt_embeddings
-from minipeft.train import MeanPoolClassifier, TrainConfig
+from minipeft.methods.softprompt import prompt_embeddings
+from minipeft.lab.train import MeanPoolClassifier, TrainConfig
 
 N, D = 4, 32  # tiny_encoder: d = 32
 TASKS = ["amazon", "nyt", "tweets"]
-
-
-def ids(n=2, t=6):
-    return torch.randint(3, 100, (n, t))
 
 
 def mpt_model(rank=1, **kw):
@@ -66,7 +64,7 @@ def test_the_task_changes_the_output_and_matches_plain_prompt_tuning():
     model = mpt_model()
     with torch.no_grad():
         multitask_prompt(model).prefix_task_cols.normal_()
-    x = ids()
+    x = ids(t=6)
     outs = []
     for name in TASKS:
         set_task(model, name)
@@ -90,7 +88,7 @@ def test_use_task_restores_the_previous_task():
 def test_bad_tasks_and_configs_raise_clear_errors():
     model = mpt_model()
     with pytest.raises(ValueError, match="needs a task"):
-        model(input_ids=ids())
+        model(input_ids=ids(t=6))
     with pytest.raises(ValueError, match="Unknown task 'imdb'"):
         set_task(model, "imdb")
     with pytest.raises(ValueError, match="index 0..2"):
@@ -103,6 +101,8 @@ def test_bad_tasks_and_configs_raise_clear_errors():
         MPTConfig(rank=0).validate()
     with pytest.raises(ValueError, match="init"):
         MPTConfig(init="labels").validate()
+    with pytest.raises(ValueError, match="MPTConfig prepends vectors to the input .* takes no targets"):
+        MPTConfig(targets=["query"]).validate()
     with pytest.raises(TypeError, match="save_adapter"):
         mp.export_peft(model, "/tmp/never")
 

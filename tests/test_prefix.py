@@ -1,23 +1,20 @@
 """Prefix tuning (minipeft/prefix.py): counts, masks, a hand-written reference, peft equality, fold, bad inputs."""
 
 import math
-import warnings
+from functools import partial
 
 import pytest
 import torch
 
+import helpers
 import minipeft as mp
-from minipeft.prefix import PrefixConfig, extend_mask, fold_prefix, prefix_attention_mass, prefix_layers, prefix_table
+from helpers import learn_rotten_tomatoes, loss_fell, minilm_classifier, peft_from
+from minipeft.methods.prefix import PrefixConfig, prefix_encoder, extend_mask, fold_prefix, prefix_attention_mass, prefix_layers, prefix_table
 
 IMPLS = ["sdpa", "eager"]
 
 
-def randomise(model, std=1.0):
-    """Random values for every trainable parameter, large enough that the prefix clearly matters."""
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.normal_(0, std)
+randomise = partial(helpers.randomise, std=1.0)  # large enough that the prefix clearly matters
 
 
 def batch(left_pad=False):
@@ -32,22 +29,19 @@ def batch(left_pad=False):
     return ids, mask
 
 
-def peft_from(model, factory, tmp_path):
-    import peft
-
-    mp.export_peft(model, tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return peft.PeftModel.from_pretrained(factory(), str(tmp_path)).eval()
-
-
-def record_layers(model):
-    """Run-time (input kwargs, output) of every PrefixAttention, captured with forward hooks."""
+def recorded(model, **inputs):
+    """Run ``model`` once (no gradients) and return ({i: (args, kwargs, output) of PrefixAttention i}, its output),
+    captured with forward hooks that are removed again."""
     seen, hooks = {}, []
     for i, layer in enumerate(prefix_layers(model)):
         hooks.append(layer.register_forward_hook(
             lambda mod, args, kwargs, out, i=i: seen.__setitem__(i, (args, dict(kwargs), out[0])), with_kwargs=True))
-    return seen, hooks
+    try:
+        with torch.no_grad():
+            return seen, model(**inputs)
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 # --------------------------------------------------------------------------------------------- hand-written reference
@@ -124,7 +118,7 @@ def test_mlp_is_peft_prefix_encoder():
 
     n, h, L, d_kv = 3, 5, 2, 16
     model = mp.inject(mp.tiny_decoder(), PrefixConfig(length=n, projection_hidden=h))
-    ours = model.prefix_encoder
+    ours = prefix_encoder(model)
     theirs = PrefixEncoder(PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=n, token_dim=d_kv,
                                               num_layers=L, encoder_hidden_size=h, prefix_projection=True))
     theirs.load_state_dict(ours.state_dict())                     # strict: the parameter names match
@@ -199,53 +193,40 @@ def test_hidden_prefix_reproduces_the_base_model(factory, left, impl):
     for layer in prefix_layers(model):
         layer.hide_prefix = True
     ids, mask = batch(left_pad=left)
-    seen, hooks = record_layers(model)
+    seen, ours = recorded(model, input_ids=ids, attention_mask=mask, use_cache=False)  # no cache: layers are replayed
     with torch.no_grad():
-        ours = model(input_ids=ids, attention_mask=mask, use_cache=False)[0]   # no cache: layers are replayed
         theirs = base(input_ids=ids, attention_mask=mask)[0]
-        assert (ours - theirs)[mask.bool()].abs().max() <= 1e-6
+        assert (ours[0] - theirs)[mask.bool()].abs().max() <= 1e-6
         for i, layer in enumerate(prefix_layers(model)):        # layer by layer against the original module
             args, kwargs, out = seen[i]
             original = layer.base_layer(*args, **kwargs)[0]
             assert (out - original)[mask.bool()].abs().max() <= 1e-6
-    for h in hooks:
-        h.remove()
+
+
+def bert_reference(model, layer, args, kwargs, p_k, p_v, mask):
+    x = args[0] if args else kwargs["hidden_states"]
+    return reference_bert(layer.base_layer, x, p_k, p_v, mask)
+
+
+def llama_reference(model, layer, args, kwargs, p_k, p_v, mask):
+    return reference_llama(layer.base_layer, model.model.rotary_emb, kwargs["hidden_states"], p_k, p_v, mask)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_bert_matches_reference_attention(impl):
-    model = mp.inject(mp.tiny_encoder(attn_implementation=impl), PrefixConfig(length=3))
+@pytest.mark.parametrize("factory, left, reference", [(mp.tiny_encoder, False, bert_reference),
+                                                      (mp.tiny_decoder, True, llama_reference)], ids=["bert", "llama"])
+def test_matches_reference_attention(factory, left, reference, impl):
+    """Every layer's output equals the hand-written reference (BERT: right padding; Llama: left padding)."""
+    model = mp.inject(factory(attn_implementation=impl), PrefixConfig(length=3))
     randomise(model)
-    ids, mask = batch()
-    seen, hooks = record_layers(model)
+    ids, mask = batch(left_pad=left)
+    seen, _ = recorded(model, input_ids=ids, attention_mask=mask)
     with torch.no_grad():
-        model(input_ids=ids, attention_mask=mask)
         table = prefix_table(model)
         for i, layer in enumerate(prefix_layers(model)):
             args, kwargs, out = seen[i]
-            x = args[0] if args else kwargs["hidden_states"]
-            ref = reference_bert(layer.base_layer, x, table[i, 0], table[i, 1], mask)
+            ref = reference(model, layer, args, kwargs, table[i, 0], table[i, 1], mask)
             assert (out - ref)[mask.bool()].abs().max() <= 1e-5
-    for h in hooks:
-        h.remove()
-
-
-@pytest.mark.parametrize("impl", IMPLS)
-def test_llama_matches_reference_attention(impl):
-    model = mp.inject(mp.tiny_decoder(attn_implementation=impl), PrefixConfig(length=3))
-    randomise(model)
-    ids, mask = batch(left_pad=True)
-    seen, hooks = record_layers(model)
-    with torch.no_grad():
-        model(input_ids=ids, attention_mask=mask)
-        table = prefix_table(model)
-        for i, layer in enumerate(prefix_layers(model)):
-            args, kwargs, out = seen[i]
-            ref = reference_llama(layer.base_layer, model.model.rotary_emb, kwargs["hidden_states"],
-                                  table[i, 0], table[i, 1], mask)
-            assert (out - ref)[mask.bool()].abs().max() <= 1e-5
-    for h in hooks:
-        h.remove()
 
 
 def test_bert_matches_peft_at_the_same_positions():
@@ -320,7 +301,7 @@ def test_fold_keeps_outputs(factory, tmp_path):
         fold_prefix(model)
         after = model(input_ids=ids, attention_mask=mask)[0]
     assert (before - after).abs().max() <= 1e-6
-    assert model.prefix_encoder.folded and model.prefix_encoder.prefix.requires_grad
+    assert prefix_encoder(model).folded and prefix_encoder(model).prefix.requires_grad
     assert model.minipeft_configs[0].projection_hidden is None       # saved adapters rebuild a direct table
     mp.save_adapter(model, tmp_path)
     fresh = mp.load_adapter(factory(), tmp_path)
@@ -332,24 +313,20 @@ def test_every_layer_sees_its_own_prefix():
     model = mp.inject(mp.tiny_decoder(num_hidden_layers=3), PrefixConfig(length=3))
     randomise(model, std=0.5)
     ids, mask = batch(left_pad=True)
-    seen, hooks = record_layers(model)
-    with torch.no_grad():
-        model(input_ids=ids, attention_mask=mask, use_cache=False)   # no cache: the layers are replayed below
-    for h in hooks:
-        h.remove()
+    seen, _ = recorded(model, input_ids=ids, attention_mask=mask, use_cache=False)  # no cache: replayed below
     layers = prefix_layers(model)
     for target in range(3):
-        saved = model.prefix_encoder.prefix[target].detach().clone()
+        saved = prefix_encoder(model).prefix[target].detach().clone()
         with torch.no_grad():
-            model.prefix_encoder.prefix[target].zero_()              # zero layer `target`'s prefix
+            prefix_encoder(model).prefix[target].zero_()              # zero layer `target`'s prefix
             for i, layer in enumerate(layers):                      # replay every layer on its recorded input
                 args, kwargs, out = seen[i]
                 diff = (layer(*args, **kwargs)[0] - out)[mask.bool()].abs().max()
                 assert (diff > 1e-3) if i == target else (diff == 0), (target, i, diff)
-            model.prefix_encoder.prefix[target].copy_(saved)
+            prefix_encoder(model).prefix[target].copy_(saved)
     # and the loss reaches every layer's keys and values
     model(input_ids=ids, attention_mask=mask, labels=ids).loss.backward()
-    grad = model.prefix_encoder.prefix.grad                         # (L, 2, n, d_kv)
+    grad = prefix_encoder(model).prefix.grad                         # (L, 2, n, d_kv)
     assert (grad.abs().sum((2, 3)) > 0).all()
     assert all(p.grad is None for n, p in model.named_parameters() if "prefix_encoder" not in n)
 
@@ -438,22 +415,19 @@ def test_minilm_reference_and_hidden_prefix():
     randomise(model, std=0.5)
     enc = tok(["a gorgeous, witty film", "dull"], return_tensors="pt", padding=True)
     mask = enc["attention_mask"]
-    seen, hooks = record_layers(model)
+    seen, result = recorded(model, **enc)
+    out = result.last_hidden_state
     with torch.no_grad():
-        out = model(**enc).last_hidden_state
         table = prefix_table(model)
         for i in (0, 5):
             args, kwargs, got = seen[i]
-            x = args[0] if args else kwargs["hidden_states"]
-            ref = reference_bert(prefix_layers(model)[i].base_layer, x, table[i, 0], table[i, 1], mask)
+            ref = bert_reference(model, prefix_layers(model)[i], args, kwargs, table[i, 0], table[i, 1], mask)
             assert (got - ref)[mask.bool()].abs().max() <= 1e-5
         for layer in prefix_layers(model):
             layer.hide_prefix = True
         hidden = model(**enc).last_hidden_state
         assert (hidden - base(**enc).last_hidden_state)[mask.bool()].abs().max() <= 1e-5
         assert (out - hidden)[mask.bool()].abs().max() > 1e-2
-    for h in hooks:
-        h.remove()
 
 
 @pytest.mark.integration
@@ -484,15 +458,9 @@ def test_smollm2_equals_peft(tmp_path):
 
 @pytest.mark.integration
 def test_prefix_learns_rotten_tomatoes():
-    from minipeft.data import rotten_tomatoes, subsample
-    from minipeft.train import MeanPoolClassifier, TrainConfig, fit
-
-    encoder, tok = mp.load_encoder()
-    data = rotten_tomatoes()
-    model = mp.inject(MeanPoolClassifier(encoder), PrefixConfig(length=10, modules_to_save=["head"]))
+    model, tok = minilm_classifier(PrefixConfig(length=10, modules_to_save=["head"]))
     start = prefix_table(model).clone()
-    result = fit(model, tok, subsample(data["train"], 384), subsample(data["validation"], 200),
-                 TrainConfig(epochs=1, lr=3e-2, max_length=48, progress=False))
+    result = learn_rotten_tomatoes(model, tok, lr=3e-2)  # 384 reviews, 1 epoch; 200 to evaluate
     assert result.accuracy >= 0.68, result.accuracy     # measured 0.705; the head alone, same budget: 0.64
-    assert sum(result.losses[-3:]) / 3 < sum(result.losses[:3]) / 3
+    assert loss_fell(result)
     assert (prefix_table(model) - start).abs().max() > 1e-3

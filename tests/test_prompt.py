@@ -7,9 +7,12 @@ import pytest
 import torch
 
 import minipeft as mp
-from minipeft.prompt import SoftPrompt, find_backbone, prompt_embeddings
+from helpers import (TINY, assert_inject_refused, assert_matches_peft, assert_round_trip, fit_next_token, ids, out,
+                     peft_from, randomise)
+from minipeft.core.targets import find_backbone
+from minipeft.methods.prompt import SoftPrompt
+from minipeft.methods.softprompt import prompt_embeddings
 
-TINY = [mp.tiny_encoder, mp.tiny_decoder, mp.tiny_gpt2]
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "was", "great", "terrible", "good", "bad",
          "classify", "sentiment", "of", "this", "review", "un", "##believable", "positive", "negative", "a", "film"]
 
@@ -22,27 +25,6 @@ def tok(tmp_path_factory):
     path = tmp_path_factory.mktemp("tok")
     BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)}).save_pretrained(path)
     return AutoTokenizer.from_pretrained(path)
-
-
-def ids(n=2, t=7):
-    return torch.randint(3, 100, (n, t))
-
-
-def randomise(model, std=0.1):
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.normal_(0, std)
-
-
-def peft_from(model, factory, tmp_path):
-    """Export ``model`` and load the adapter with Hugging Face peft onto a fresh copy of its base."""
-    import peft
-
-    mp.export_peft(model, tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return peft.PeftModel.from_pretrained(factory(), str(tmp_path)).eval()
 
 
 def padded_batch():
@@ -91,7 +73,7 @@ def test_loss_with_labels_matches_peft(tmp_path):
 
 
 def test_inside_a_classifier_wrapper():
-    from minipeft.train import MeanPoolClassifier
+    from minipeft.lab.train import MeanPoolClassifier
 
     encoder = mp.tiny_encoder()
     bare = mp.inject(copy.deepcopy(encoder), mp.PromptConfig(length=3))
@@ -244,16 +226,7 @@ def test_only_the_prompt_learns():
     """A next-token target reachable only through the prompt: the loss falls, nothing else changes."""
     model = mp.inject(mp.tiny_decoder(), mp.PromptConfig(length=4))
     frozen = {k: v.clone() for k, v in model.state_dict().items() if "prompt_encoder" not in k}
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.3)
-    x = ids(8, 6)
-    labels = torch.where(torch.arange(6) == 5, 42, -100).expand(8, 6).clone()
-    losses = []
-    for _ in range(12):
-        loss = model(input_ids=x, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit_next_token(model, lr=0.3)
     assert losses[-1] < losses[0] - 0.2, (losses[0], losses[-1])  # measured 4.88 -> 4.61 (a random 2-layer model)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in frozen.items())
 
@@ -262,12 +235,8 @@ def test_save_and_load_round_trip(tok, tmp_path):
     model = mp.inject(mp.tiny_encoder(), mp.PromptConfig(length=4, init="labels", label_words=["good", "bad"],
                                                           tokenizer=tok))
     randomise(model)
-    mp.save_adapter(model, tmp_path)
-    fresh = mp.load_adapter(mp.tiny_encoder(), tmp_path)  # the config stored the tokenizer as its path
-    assert fresh.minipeft_configs[0].tokenizer == tok.name_or_path
-    x = ids()
-    with torch.no_grad():
-        assert torch.equal(fresh(x)[0], model(x)[0])
+    fresh = assert_round_trip(model, mp.tiny_encoder(), tmp_path, ids())  # bit-identical outputs
+    assert fresh.minipeft_configs[0].tokenizer == tok.name_or_path  # the config stored the tokenizer as its path
 
 
 # --------------------------------------------------------------------------------------------- bad inputs
@@ -286,18 +255,15 @@ def test_save_and_load_round_trip(tok, tmp_path):
     (dict(init="text", init_text="the movie was good", length=4, tokenizer="TOK"), ValueError,
      r"6 tokens long but the prompt has only length=4 positions: shorten the text or raise length"),
     (dict(init="labels", label_words=["good", "zebra"], tokenizer="TOK"), ValueError,
-     r"Label word 'zebra' is not in the tokenizer's vocabulary"),
+     r"Label word 'zebra' is not in the tokenizer's vocabulary"),    (dict(targets=["query"]), ValueError, r"takes no targets \(got targets=\['query'\]\)"),
 ])
 def test_bad_inputs(kwargs, error, phrase, tok):
     if kwargs.get("tokenizer") == "TOK":
         kwargs = {**kwargs, "tokenizer": tok}
-    model = mp.tiny_encoder()
-    x = ids()
-    before = model(x)[0]
-    with pytest.raises(error, match=phrase):
-        mp.inject(model, mp.PromptConfig(**kwargs))
-    assert not hasattr(model, "prompt_encoder") and not hasattr(model, "minipeft_configs")  # nothing changed
-    assert torch.equal(model(x)[0], before)
+    model, x = mp.tiny_encoder(), ids()
+    before = out(model, x)
+    assert_inject_refused(model, mp.PromptConfig(**kwargs), error, phrase)  # no prompt_encoder, no configs...
+    assert torch.equal(out(model, x), before)
 
 
 def test_more_misuse(tok):
@@ -327,11 +293,9 @@ def test_minilm_prompt_matches_peft(tmp_path):
     assert mp.trainable_parameters(model)[0] == 20 * 384
     assert mp.nearest_tokens(model, tok, k=1)[1] == ["classify"]  # position 0 is [CLS]
     randomise(model, std=0.05)
-    theirs = peft_from(model, lambda: mp.load_encoder()[0], tmp_path)
     batch = tok(["a gripping, funny film", "dull"], padding=True, return_tensors="pt")
     batch.pop("token_type_ids")  # peft drops them; ours would be zeros anyway
-    with torch.no_grad():
-        assert (theirs(**batch)[0] - model(**batch)[0]).abs().max() <= 1e-5
+    assert_matches_peft(model, lambda: mp.load_encoder()[0], tmp_path, **batch)
 
 
 @pytest.mark.integration
@@ -340,9 +304,7 @@ def test_smollm2_prompt_matches_peft_generates_and_learns(tmp_path):
     model = mp.inject(copy.deepcopy(base), mp.PromptConfig(length=8, init="vocab"))
     assert mp.trainable_parameters(model)[0] == 8 * 576
     batch = tok(["The capital of France is"], return_tensors="pt")
-    theirs = peft_from(model, lambda: copy.deepcopy(base), tmp_path)
-    with torch.no_grad():
-        assert (theirs(**batch).logits - model(**batch).logits).abs().max() <= 1e-5
+    theirs = assert_matches_peft(model, lambda: copy.deepcopy(base), tmp_path, **batch)  # the logits, ≤ 1e-5
     generated = model.generate(**batch, max_new_tokens=4, do_sample=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,28 +1,19 @@
 """P-tuning (minipeft/ptuning.py): peft's PromptEncoder architecture, peft equality, folding, bad inputs."""
 
 import copy
-import warnings
 
 import pytest
 import torch
 
 import minipeft as mp
-from minipeft.prompt import SoftPrompt, _prepend_prompt, find_backbone, prompt_embeddings
-from minipeft.ptuning import PromptEncoder, fold_prompt_encoder
+from helpers import assert_inject_refused, assert_matches_peft, assert_round_trip, fit_next_token, ids, randomise
+from minipeft.core.targets import find_backbone
+from minipeft.methods.prompt import SoftPrompt
+from minipeft.methods.softprompt import prepend_prompt, prompt_embeddings
+from minipeft.methods.ptuning import PromptEncoder, fold_prompt_encoder
 
 N, D, H = 5, 32, 16
 ENCODERS = ["mlp", "lstm"]
-
-
-def ids(n=2, t=7):
-    return torch.randint(3, 100, (n, t))
-
-
-def randomise(model, std=0.1):
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.normal_(0, std)
 
 
 def batch():
@@ -40,15 +31,6 @@ def peft_training_copy(model, base, encoder, task):
                                                       encoder_reparameterization_type=encoder.upper()))
     theirs.prompt_encoder["default"].load_state_dict(find_backbone(model).prompt_encoder.state_dict(), strict=True)
     return theirs.eval()
-
-
-def peft_from(model, factory, tmp_path):
-    import peft
-
-    mp.export_peft(model, tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return peft.PeftModel.from_pretrained(factory(), str(tmp_path)).eval()
 
 
 # --------------------------------------------------------------------------------------------- architecture
@@ -82,16 +64,13 @@ def test_export_matches_peft(encoder, tmp_path):
     """peft saves the encoder's output P; loaded for inference, it gives our outputs."""
     model = mp.inject(mp.tiny_decoder(), mp.PTuningConfig(length=N, encoder=encoder, hidden=H))
     randomise(model)
-    theirs = peft_from(model, mp.tiny_decoder, tmp_path)
+    theirs = assert_matches_peft(model, mp.tiny_decoder, tmp_path, **batch())  # the logits, ≤ 1e-5
     assert theirs.peft_config["default"].encoder_reparameterization_type == encoder.upper()
-    inputs = batch()
-    with torch.no_grad():
-        assert (theirs(**inputs).logits - model(**inputs).logits).abs().max() <= 1e-5
 
 
 def test_shares_prompt_tunings_input_machinery():
     model = mp.inject(mp.tiny_encoder(), mp.PTuningConfig(length=N))
-    assert list(model._forward_pre_hooks.values()) == [_prepend_prompt]
+    assert list(model._forward_pre_hooks.values()) == [prepend_prompt]
     assert isinstance(model.prompt_encoder, PromptEncoder)
     with torch.no_grad():
         assert model(ids(2, 7))[0].shape == (2, N + 7, D)
@@ -131,11 +110,7 @@ def test_generate_with_a_prompt_encoder():
 def test_save_and_load_before_folding(tmp_path):
     model = mp.inject(mp.tiny_encoder(), mp.PTuningConfig(length=N, encoder="lstm", hidden=H))
     randomise(model)
-    mp.save_adapter(model, tmp_path)
-    fresh = mp.load_adapter(mp.tiny_encoder(), tmp_path)
-    x = ids()
-    with torch.no_grad():
-        assert torch.equal(fresh(x)[0], model(x)[0])
+    assert_round_trip(model, mp.tiny_encoder(), tmp_path, ids())  # bit-identical outputs
 
 
 # --------------------------------------------------------------------------------------------- learning
@@ -143,16 +118,7 @@ def test_save_and_load_before_folding(tmp_path):
 def test_only_the_encoder_learns(encoder):
     model = mp.inject(mp.tiny_decoder(), mp.PTuningConfig(length=4, encoder=encoder, hidden=H))
     frozen = {k: v.clone() for k, v in model.state_dict().items() if "prompt_encoder" not in k}
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-2)
-    x = ids(8, 6)
-    labels = torch.where(torch.arange(6) == 5, 42, -100).expand(8, 6).clone()
-    losses = []
-    for _ in range(12):
-        loss = model(input_ids=x, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit_next_token(model, lr=3e-2)
     assert losses[-1] < losses[0] - 0.1, (losses[0], losses[-1])  # measured drops: 0.17 (mlp), 0.28 (lstm)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in frozen.items())
 
@@ -166,14 +132,12 @@ def test_only_the_encoder_learns(encoder):
     (dict(hidden=0), ValueError, "hidden must be a positive int"),
     (dict(hidden=2.5), ValueError, "hidden must be a positive int"),
     (dict(lstm_layers=0), ValueError, "lstm_layers must be a positive int"),
-    (dict(dropout=1.0), ValueError, r"dropout must be in \[0, 1\)"),
-    (dict(dropout=-0.1), ValueError, r"dropout must be in \[0, 1\)"),
+    (dict(dropout=1.0), ValueError, r"dropout is a probability in \[0, 1\)"),
+    (dict(dropout=-0.1), ValueError, r"dropout is a probability in \[0, 1\)"),
+    (dict(targets=["query"]), ValueError, "PTuningConfig prepends vectors to the input .* takes no targets"),
 ])
 def test_bad_inputs(kwargs, error, phrase):
-    model = mp.tiny_encoder()
-    with pytest.raises(error, match=phrase):
-        mp.inject(model, mp.PTuningConfig(**kwargs))
-    assert not hasattr(model, "prompt_encoder") and not hasattr(model, "minipeft_configs")
+    assert_inject_refused(mp.tiny_encoder(), mp.PTuningConfig(**kwargs), error, phrase)  # no prompt_encoder...
 
 
 def test_misuse():
@@ -198,9 +162,7 @@ def test_minilm_matches_peft(encoder, tmp_path):
     randomise(model, std=0.05)
     inputs = tok(["a gripping, funny film", "dull"], padding=True, return_tensors="pt")
     inputs.pop("token_type_ids")
-    with torch.no_grad():
-        ours = model(**inputs)[0]
-        assert (peft_from(model, lambda: mp.load_encoder()[0], tmp_path)(**inputs)[0] - ours).abs().max() <= 1e-5
+    assert_matches_peft(model, lambda: mp.load_encoder()[0], tmp_path, **inputs)
 
 
 @pytest.mark.integration
@@ -209,6 +171,4 @@ def test_smollm2_matches_peft(tmp_path):
     model = mp.inject(copy.deepcopy(base), mp.PTuningConfig(length=10, encoder="mlp", hidden=128))
     randomise(model, std=0.02)
     inputs = tok(["The capital of France is"], return_tensors="pt")
-    with torch.no_grad():
-        ours = model(**inputs).logits
-        assert (peft_from(model, lambda: copy.deepcopy(base), tmp_path)(**inputs).logits - ours).abs().max() <= 1e-5
+    assert_matches_peft(model, lambda: copy.deepcopy(base), tmp_path, **inputs)  # the logits, ≤ 1e-5

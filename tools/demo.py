@@ -44,7 +44,7 @@ def solved(student: dict, autograder: dict) -> dict:
 
 def demo(chapter: str, out: Path, what: str = "both") -> list[Path]:
     """Execute the chapter and/or its solved exercises in quick mode; returns the executed notebooks' paths."""
-    from minipeft.runbook import execute
+    from minipeft.lab.runbook import execute
 
     written = []
     if what in ("both", "course"):

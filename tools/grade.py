@@ -25,8 +25,8 @@ own machinery instead: the autograder zip built by `otter assign` (tests/*.py: p
 GradingPreprocessor (grading mode: `grader.check` reads the hidden tests; questions whose check cell was deleted
 are checked at the end), otter's test runner and point rules (OKTestFile, Checker). It adds what otter run lacks:
 a per-cell timeout that interrupts the cell and goes on (nbclient), a per-test-case time limit (SIGALRM, in the
-kernel), the results saved after every question (so a later crash keeps them), an overall budget per submission,
-and a clear status for files that are not notebooks.
+kernel) and the results saved after every question (so a later crash keeps them), both by tools/grade_guard.py,
+an overall budget per submission, and a clear status for files that are not notebooks.
 
 Student code runs with your permissions, as with otter run: grade on a machine or account you do not mind.
 """
@@ -34,6 +34,7 @@ Student code runs with your permissions, as with otter run: grade on a machine o
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import json
 import os
@@ -49,50 +50,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, RELEASE = ROOT / "solutions", ROOT / "build" / "release"
+GUARD = Path(__file__).with_name("grade_guard.py")  # what runs inside the student's kernel (see its docstring)
 
-# Runs in the student's kernel right after otter's grading-mode init cell. Every name lives inside a function, so
-# student code cannot clobber what it uses; hidden-test output is dropped here, before anything leaves the kernel.
-GUARD = '''\
-# Added by tools/grade.py: a time limit on every test case, and each question's results saved once checked.
-def _grade_py_install(seconds, path):
-    import json, os, signal
-    import otter.test_files.ok_test as ok
-    from otter.execute import Checker
 
-    class TestTimeout(BaseException):  # not an Exception, so a student's `except Exception:` cannot swallow it
-        pass
+def guard_cell(seconds: float, path: Path | str) -> str:
+    """The code cell that installs the guard in the student's kernel, right after otter's grading-mode init cell.
 
-    TestTimeout.__qualname__ = "TestTimeout"  # how the failure reads in the feedback
-
-    def stop(signum, frame):
-        raise TestTimeout(f"this test ran longer than {seconds:g} s and was stopped (an infinite loop?)")
-
-    run_doctest, check, saved = ok.run_doctest, Checker.check, {}
-
-    def limited_run_doctest(name, code, env):
-        signal.signal(signal.SIGALRM, stop)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            return run_doctest(name, code, env)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-
-    def saving_check(*args, **kwargs):
-        test = check(*args, **kwargs)
-        saved[test.name] = {"score": test.score, "cases": [
-            {"hidden": r.test_case.hidden, "passed": r.passed,
-             "hint": None if r.test_case.hidden else r.test_case.failure_message,
-             "output": None if r.test_case.hidden else r.message} for r in test.test_case_results]}
-        with open(path + ".part", "w", encoding="utf-8") as f:
-            json.dump(saved, f)
-        os.replace(path + ".part", path)  # atomic: a kernel killed mid-write leaves the previous results whole
-        return test
-
-    ok.run_doctest, Checker.check = limited_run_doctest, saving_check
-
-_grade_py_install(%(seconds)r, %(path)r)
-del _grade_py_install
-'''
+    It holds the source of `install` from tools/grade_guard.py alone (every name the guard uses lives inside it, so
+    student code cannot clobber them), the call with the time limit and the results file, then `del install`: the
+    kernel's globals keep nothing of it. Hidden-test output is dropped there, before anything leaves the kernel.
+    """
+    source = GUARD.read_text(encoding="utf-8")
+    install = next(node for node in ast.parse(source).body
+                   if isinstance(node, ast.FunctionDef) and node.name == "install")
+    return ("# Added by tools/grade.py: a time limit on every test case, and each question's results saved once "
+            f"checked.\n{ast.get_source_segment(source, install)}\n\n"
+            f"install({float(seconds)!r}, {str(path)!r})\ndel install\n")
 
 
 @dataclass
@@ -201,7 +174,7 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
             results_path=str(work / "otter_results.pkl"), logging_server_host=host, logging_server_port=port,
             seed=None, seed_variable=None, force_python3_kernel=True)
         nb, _ = GradingPreprocessor(config=config).preprocess(nb)
-        nb.cells.insert(1, new_code_cell(GUARD % {"seconds": float(test_timeout), "path": str(results)}))
+        nb.cells.insert(1, new_code_cell(guard_cell(test_timeout, results)))
 
         deadline, current = time.monotonic() + budget, {}
 

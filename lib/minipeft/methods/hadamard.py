@@ -37,7 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .inject import PeftConfig, PeftLayer, default_targets, peft_layers
+from ..core.checks import (LYCORIS_DEFAULTS, QUERY_VALUE, check_int, check_positive, check_rank, peft_key,
+                           peft_tuner, require_linear)
+from ..core.config import PeftConfig
+from ..core.layers import LinearDeltaLayer
 
 
 def hadamard_delta(X1: torch.Tensor, Y1: torch.Tensor, X2: torch.Tensor, Y2: torch.Tensor) -> torch.Tensor:
@@ -64,22 +67,21 @@ def rank_comparison(d_out: int, d_in: int, r: int, seed: int = 0) -> dict[str, i
     }
 
 
-class LoHaLinear(PeftLayer):
-    """y = W0 x + (alpha / r) · ((X1 Y1ᵀ) ⊙ (X2 Y2ᵀ)) x, around an nn.Linear or GPT-2's Conv1D."""
+def kaiming(p: torch.Tensor) -> None:
+    nn.init.kaiming_uniform_(p, a=math.sqrt(5))  # peft's (and nn.Linear's) default
 
-    mergeable = True
+
+class LoHaLinear(LinearDeltaLayer):
+    """y = W0 x + (alpha / r) · ((X1 Y1ᵀ) ⊙ (X2 Y2ᵀ)) x, around an nn.Linear or GPT-2's Conv1D."""
 
     def __init__(self, base_layer: nn.Module, r: int, alpha: float):
         super().__init__(base_layer)
         d_in, d_out = self.in_features, self.out_features
-        w = base_layer.weight
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
-        self.X1 = nn.Parameter(torch.empty(d_out, r, device=w.device, dtype=w.dtype))   # (d_out, r)
-        self.Y1 = nn.Parameter(torch.empty(r, d_in, device=w.device, dtype=w.dtype))    # (r, d_in) = Y1ᵀ
-        self.X2 = nn.Parameter(torch.empty(d_out, r, device=w.device, dtype=w.dtype))   # (d_out, r)
-        self.Y2 = nn.Parameter(torch.zeros(r, d_in, device=w.device, dtype=w.dtype))    # (r, d_in) = Y2ᵀ = 0
-        for p in (self.X1, self.Y1, self.X2):
-            nn.init.kaiming_uniform_(p, a=math.sqrt(5))
+        self.X1 = self.new_parameter(d_out, r, init=kaiming)   # (d_out, r)
+        self.Y1 = self.new_parameter(r, d_in, init=kaiming)    # (r, d_in) = Y1ᵀ
+        self.X2 = self.new_parameter(d_out, r, init=kaiming)   # (d_out, r)
+        self.Y2 = self.new_parameter(r, d_in)                  # (r, d_in) = Y2ᵀ = 0: ΔW = 0 at init
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:      # x (B, T, d_in)
         y = self.base_layer(x)                                 # (B, T, d_out)
@@ -100,54 +102,24 @@ class LoHaConfig(PeftConfig):
     alpha: float = 8.0    # ΔW is scaled by alpha / r; peft's default (8 / 8 = 1)
 
     method: ClassVar[str] = "loha"
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = {  # peft's LoHa defaults (= its LoRA defaults)
-        "bert": ["query", "value"],
-        "llama": ["q_proj", "v_proj"],
-        "gpt2": ["c_attn"],
-    }
+    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = QUERY_VALUE  # peft's LoHa defaults (= its LoRA defaults)
 
     def validate(self) -> None:
-        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
-            raise ValueError(f"LoHa rank r must be a positive integer (e.g. r=8), got {self.r!r}.")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
-            raise ValueError(f"LoHa alpha must be a positive number (e.g. alpha=8), got {self.alpha!r}.")
+        check_int(self.r, "LoHa rank r", "r=8")
+        check_positive(self.alpha, "LoHa alpha", "alpha=8")
 
     def wrap(self, module: nn.Module, name: str) -> LoHaLinear:
-        if not (isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"):
-            raise TypeError(f"LoHa wraps nn.Linear (or GPT-2's Conv1D) layers, but {name!r} is a "
-                            f"{type(module).__name__}. Target the linear layers themselves, e.g. "
-                            "targets=['query', 'value'].")
-        layer = LoHaLinear(module, self.r, self.alpha)
-        if self.r > min(layer.in_features, layer.out_features):
-            raise ValueError(f"LoHa r={self.r} is larger than {name!r} ({layer.out_features}×{layer.in_features}) "
-                             f"can use: pick r ≤ {min(layer.in_features, layer.out_features)} (ΔW's rank can "
-                             "already reach r²).")
-        return layer
+        require_linear(module, name, "LoHa")
+        check_rank(self.r, module, name, why="each factor (ΔW's rank can already reach r²)")
+        return LoHaLinear(module, self.r, self.alpha)
 
     def to_peft(self, model: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
-        layers = {n: m for n, m in peft_layers(model).items() if isinstance(m, LoHaLinear)}
-        conv1d = [n for n, m in layers.items() if m.transposed]
-        if conv1d:
-            raise TypeError(f"peft's LoHa supports nn.Linear and convolutions, not GPT-2's Conv1D ({conv1d[:2]}), so "
-                            "this model cannot be exported. Save it with minipeft.save_adapter instead.")
-        config = {
-            "peft_type": "LOHA",
-            "r": self.r,
-            "alpha": self.alpha,
-            "rank_dropout": 0.0,
-            "module_dropout": 0.0,
-            "use_effective_conv2d": False,
-            "init_weights": True,
-            "target_modules": self.targets if self.targets is not None else default_targets(self, model),
-            "rank_pattern": {},
-            "alpha_pattern": {},
-            "task_type": None,
-        }
+        layers, config = peft_tuner(self, model, LoHaLinear, "LOHA", conv1d=False, r=self.r, alpha=self.alpha,
+                                    **LYCORIS_DEFAULTS)
         state = {}
         for name, layer in layers.items():
-            prefix = f"base_model.model.{name}"
-            state[f"{prefix}.hada_w1_a"] = layer.X1   # (d_out, r)
-            state[f"{prefix}.hada_w1_b"] = layer.Y1   # (r, d_in)
-            state[f"{prefix}.hada_w2_a"] = layer.X2   # (d_out, r)
-            state[f"{prefix}.hada_w2_b"] = layer.Y2   # (r, d_in)
+            state[peft_key(name, "hada_w1_a")] = layer.X1   # (d_out, r)
+            state[peft_key(name, "hada_w1_b")] = layer.Y1   # (r, d_in)
+            state[peft_key(name, "hada_w2_a")] = layer.X2   # (d_out, r)
+            state[peft_key(name, "hada_w2_b")] = layer.Y2   # (r, d_in)
         return config, state

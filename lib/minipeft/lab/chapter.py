@@ -1,0 +1,72 @@
+"""What every chapter's live experiment does, written once: a fresh classifier over a copy of the frozen encoder,
+a method injected (or only the head trained, or everything), one training run.
+
+    model = chapter.classifier(encoder, mp.LoRAConfig(r=8), seed=0)          # ready to train
+    model, result = chapter.run(encoder, tok, train_ds, eval_ds, mp.LoRAConfig(r=8), train.TrainConfig(lr=3e-3))
+    chapter.majority_accuracy(eval_ds["label"])                               # the bar every run must clear
+
+``method`` is a minipeft config (its method is injected; the new head always trains with it), ``"head"`` (a probe
+trained through the loop: only the head learns) or ``"full"`` (full fine-tuning). Same seed -> same numbers: the seed
+fixes the head's initialisation and the method's random init, then ``fit`` fixes the data order with the same seed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from ..core.config import PeftConfig
+from ..core.inject import inject
+from .train import MeanPoolClassifier, TrainConfig, TrainResult, fit
+
+HEAD = "head"  # MeanPoolClassifier's classification layer
+METHODS = ("head", "full")
+
+
+def majority_accuracy(labels) -> float:
+    """Accuracy of always predicting the most frequent label: the bar every run must clear."""
+    labels = list(labels)
+    if not labels:
+        raise ValueError("majority_accuracy needs at least one label.")
+    return Counter(labels).most_common(1)[0][1] / len(labels)
+
+
+def train_head_only(model: nn.Module) -> nn.Module:
+    """Freeze everything but the classification head (a linear probe trained through the loop)."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.split(".")[0] == HEAD)
+    return model
+
+
+def head_parameters(model: nn.Module) -> int:
+    """The number of parameters in the classification head (part of every run's trainable count)."""
+    return sum(p.numel() for p in model.get_submodule(HEAD).parameters())
+
+
+def classifier(encoder: nn.Module, method: PeftConfig | str = "head", *, seed: int = 0,
+               num_labels: int = 2) -> MeanPoolClassifier:
+    """A fresh MeanPoolClassifier over a deep copy of ``encoder`` (the original is never touched), ready to train."""
+    if not isinstance(method, PeftConfig) and method not in METHODS:
+        raise ValueError(f"method must be a minipeft config (e.g. mp.LoRAConfig(r=8)) or one of {list(METHODS)}, "
+                         f"got {method!r}.")
+    torch.manual_seed(seed)                      # same head init (and method init) for the same seed
+    model = MeanPoolClassifier(copy.deepcopy(encoder), num_labels=num_labels)
+    if method == "head":
+        return train_head_only(model)
+    if method == "full":
+        return model.requires_grad_(True)
+    if HEAD not in method.modules_to_save:       # a new head is random: it always trains with the method
+        method = replace(method, modules_to_save=[*method.modules_to_save, HEAD])
+    return inject(model, method)
+
+
+def run(encoder: nn.Module, tokenizer, train_ds, eval_ds, method: PeftConfig | str = "head",
+        config: TrainConfig | None = None, **fit_hooks) -> tuple[MeanPoolClassifier, TrainResult]:
+    """classifier(encoder, method, seed=config.seed), then fit: returns (trained model, TrainResult)."""
+    config = config or TrainConfig()
+    model = classifier(encoder, method, seed=config.seed)
+    return model, fit(model, tokenizer, train_ds, eval_ds, config, **fit_hooks)

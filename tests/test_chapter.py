@@ -1,0 +1,81 @@
+"""The chapter helpers every live experiment uses (minipeft.lab.chapter), on a tiny model and a tiny dataset."""
+
+import pytest
+import torch
+from datasets import Dataset
+
+import minipeft as mp
+from minipeft import chapter, train
+
+
+class _Tok:
+    """Whitespace 'tokenizer' over tiny_encoder's 128-word vocabulary: enough for tokenize / collate."""
+
+    pad_token_id = 0
+
+    def __call__(self, texts, truncation=True, max_length=64, **_):
+        ids = [[1 + sum(map(ord, w)) % 120 for w in t.split()][:max_length] for t in texts]
+        return {"input_ids": ids, "attention_mask": [[1] * len(i) for i in ids]}
+
+    def pad(self, features, return_tensors="pt", **_):
+        T = max(len(f["input_ids"]) for f in features)
+        ids = torch.tensor([f["input_ids"] + [0] * (T - len(f["input_ids"])) for f in features])
+        return {"input_ids": ids, "attention_mask": (ids != 0).long()}
+
+
+def _data(n=24):
+    texts = [("good great fine " if i % 2 else "bad awful poor ") * (1 + i % 3) for i in range(n)]
+    return Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(n)]})
+
+
+def test_majority_accuracy():
+    assert chapter.majority_accuracy([0, 1, 1, 1]) == 0.75
+    assert chapter.majority_accuracy([2, 2, 0]) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="at least one label"):
+        chapter.majority_accuracy([])
+
+
+@pytest.mark.parametrize("method, trainable", [
+    ("head", lambda m: chapter.head_parameters(m)),
+    ("full", lambda m: mp.trainable_parameters(m)[1]),
+    (mp.LoRAConfig(r=2), lambda m: chapter.head_parameters(m) + 2 * 2 * (2 * (32 + 32))),  # 2 layers x (q, v)
+])
+def test_classifier_trains_what_the_method_says(method, trainable):
+    encoder = mp.tiny_encoder()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    model = chapter.classifier(encoder, method, seed=0)
+    assert mp.trainable_parameters(model)[0] == trainable(model)
+    assert chapter.head_parameters(model) == 32 * 2 + 2
+    assert model.head.weight.requires_grad                       # the new head always trains
+    assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())  # the original is untouched
+    assert not hasattr(encoder, "minipeft_configs")
+
+
+def test_the_config_gets_the_head_but_is_not_changed():
+    config = mp.LoRAConfig(r=2)
+    model = chapter.classifier(mp.tiny_encoder(), config)
+    assert config.modules_to_save == [] and model.minipeft_modules_to_save == ["head"]
+
+
+def test_same_seed_same_model_other_seed_other_head():
+    encoder = mp.tiny_encoder()
+    a, b = (chapter.classifier(encoder, mp.LoRAConfig(r=2), seed=3) for _ in range(2))
+    c = chapter.classifier(encoder, mp.LoRAConfig(r=2), seed=4)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.head.weight, c.head.weight)
+
+
+def test_run_is_deterministic_and_matches_classifier_plus_fit():
+    encoder, tok, ds = mp.tiny_encoder(), _Tok(), _data()
+    config = train.TrainConfig(epochs=2, max_steps=4, batch_size=8, lr=1e-2, seed=1, progress=False)
+    model, result = chapter.run(encoder, tok, ds, ds, mp.LoRAConfig(r=2), config)
+    _, again = chapter.run(encoder, tok, ds, ds, mp.LoRAConfig(r=2), config)
+    by_hand = train.fit(chapter.classifier(encoder, mp.LoRAConfig(r=2), seed=1), tok, ds, ds, config)
+    assert result.losses == again.losses == by_hand.losses and result.steps == 4
+    assert result.accuracy == again.accuracy == by_hand.accuracy
+    assert any(n.endswith("lora_A.weight") for n, _ in model.named_parameters())
+
+
+def test_bad_method():
+    with pytest.raises(ValueError, match="minipeft config .* or one of"):
+        chapter.classifier(mp.tiny_encoder(), "lora")
