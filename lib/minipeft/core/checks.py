@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from .inject import peft_layers
+from .targets import default_targets
+
 # --------------------------------------------------------------------------------------------- default targets
 # W_q and W_v: LoRA's choice (§4.2, §7.1), and peft's default for LoRA, AdaLoRA, LoHa and LoKr
 QUERY_VALUE: dict[str, list[str]] = {
@@ -131,9 +134,6 @@ def peft_tuner(config, model: nn.Module, layer_type: type, peft_type: str, *, co
     ``target_modules`` is the config's own spec (same matching rules as peft, so it carries over as is).
     ``conv1d=False``: peft's method does not support GPT-2's Conv1D, so such a model cannot be exported.
     """
-    from .inject import peft_layers
-    from .targets import default_targets
-
     layers = {n: m for n, m in peft_layers(model).items() if isinstance(m, layer_type)}
     transposed = [n for n, m in layers.items() if m.transposed]
     if transposed and not conv1d:
