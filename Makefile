@@ -21,8 +21,9 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: course setup test chapters quick release grade demo doctor clean
 
+# (--allow-root only where you are root, e.g. in a container: Jupyter refuses to start as root otherwise)
 course: setup
-	$(BIN)/jupyter lab --notebook-dir=course
+	$(BIN)/jupyter lab --notebook-dir=course $(if $(filter 0,$(shell id -u)),--allow-root)
 
 setup: $(STAMP)
 
