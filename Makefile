@@ -15,9 +15,6 @@ export MINIPEFT_CACHE ?= $(HOME)/.cache/minipeft
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
-# OpenMP threads sleep instead of spinning while they wait: 2.6x -> 1.8x slowdown next to another busy process
-# (scripts/bench_contention.py); the numbers computed are the same
-export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: course setup test chapters quick release grade demo doctor clean
 
