@@ -23,11 +23,12 @@ from torch import nn
 class PeftModule(nn.Module):
     """Marker: every parameter of this module is a PEFT parameter (prompt encoders, prefix tables...)."""
 
+    mergeable: ClassVar[bool] = False  # a PeftLayer with a weight update says otherwise (LinearDeltaLayer)
+
 
 class PeftLayer(PeftModule):
     """A wrapper around ``base_layer``. Its own parameters (outside base_layer) are what inject trains."""
 
-    mergeable: ClassVar[bool] = False
     # why merge() refuses, for layers with no weight-space update (a subclass says it in its own words)
     not_mergeable: ClassVar[str] = "it has no weight-space update ΔW to fold into its base layer"
 

@@ -56,7 +56,6 @@ INITS = ("random", "vocab", "labels")
 class MultitaskPrompt(PeftModule):
     """P* (n, d) shared, U (K, n, r) and V (K, r, d) per task; forward() gives P_k = P* ∘ (U_k V_k) for the current task."""
 
-    mergeable: ClassVar[bool] = False
 
     def __init__(self, n: int, d: int, tasks: list[str], rank: int = 1):
         super().__init__()

@@ -47,7 +47,6 @@ PEFT_INIT = {"random": "RANDOM", "vocab": "SAMPLE_VOCAB", "text": "TEXT", "label
 class SoftPrompt(PeftModule):
     """The n trainable vectors P (n, d). Same parameter name as peft's PromptEmbedding: ``embedding.weight``."""
 
-    mergeable: ClassVar[bool] = False  # nothing to fold into a weight: the prompt stays an input
 
     def __init__(self, n: int, d: int):
         super().__init__()

@@ -39,7 +39,6 @@ ENCODERS = ("mlp", "lstm")
 class PromptEncoder(PeftModule):
     """E (n, d) -> P (n, d). Parameter names match peft's: embedding, mlp_head, lstm_head."""
 
-    mergeable: ClassVar[bool] = False
 
     def __init__(self, n: int, d: int, encoder: str, hidden: int, lstm_layers: int, dropout: float):
         super().__init__()
