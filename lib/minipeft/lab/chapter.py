@@ -6,7 +6,8 @@ a method injected (or only the head trained, or everything), one training run.
     chapter.majority_accuracy(eval_ds["label"])                               # the bar every run must clear
 
 ``method`` is a minipeft config (its method is injected; the new head always trains with it), ``"head"`` (a probe
-trained through the loop: only the head learns) or ``"full"`` (full fine-tuning). Same seed -> same numbers: the seed
+trained through the loop: only the head learns), ``"top"`` (the top encoder layer and the head) or ``"full"`` (full
+fine-tuning). Same seed -> same numbers: the seed
 fixes the head's initialisation and the method's random init, then ``fit`` fixes the data order with the same seed.
 """
 
@@ -24,7 +25,7 @@ from ..core.inject import inject
 from .train import MeanPoolClassifier, TrainConfig, TrainResult, fit
 
 HEAD = "head"  # MeanPoolClassifier's classification layer
-METHODS = ("head", "full")
+METHODS = ("head", "top", "full")
 
 
 def majority_accuracy(labels) -> float:
@@ -39,6 +40,17 @@ def train_head_only(model: nn.Module) -> nn.Module:
     """Freeze everything but the classification head (a linear probe trained through the loop)."""
     for name, p in model.named_parameters():
         p.requires_grad_(name.split(".")[0] == HEAD)
+    return model
+
+
+def train_top_layers(model: nn.Module, k: int = 1) -> nn.Module:
+    """Freeze everything but the top ``k`` encoder layers and the head: the simplest lightweight fine-tuning."""
+    n_layers = model.encoder.config.num_hidden_layers
+    if not 1 <= k <= n_layers:
+        raise ValueError(f"k must be between 1 and the number of layers ({n_layers}), got {k}.")
+    top = tuple(f"encoder.encoder.layer.{i}." for i in range(n_layers - k, n_layers))
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.split(".")[0] == HEAD or name.startswith(top))
     return model
 
 
@@ -57,6 +69,8 @@ def classifier(encoder: nn.Module, method: PeftConfig | str = "head", *, seed: i
     model = MeanPoolClassifier(copy.deepcopy(encoder), num_labels=num_labels)
     if method == "head":
         return train_head_only(model)
+    if method == "top":
+        return train_top_layers(model)
     if method == "full":
         return model.requires_grad_(True)
     if HEAD not in method.modules_to_save:       # a new head is random: it always trains with the method

@@ -61,6 +61,7 @@ class TrainResult:
     trainable: int
     total: int
     steps_per_epoch: int
+    predictions: list[int] | None = None  # the final prediction for every evaluation row, in the dataset's order
 
     @property
     def s_per_epoch(self) -> float:
@@ -85,23 +86,36 @@ def as_tokenized(ds, tokenizer, max_length):
     return tokenize(ds, tokenizer, max_length) if "input_ids" not in ds.column_names else ds
 
 
-@torch.no_grad()
+@torch.inference_mode()
+def predict(model: nn.Module, tokenizer, ds, batch_size: int = 128, max_length: int = 64,
+            device: str | torch.device | None = None) -> list[int]:
+    """The predicted label of every row of a (raw or tokenised) dataset, in the dataset's order.
+
+    Rows are scored in batches of similar length (less padding) under inference_mode (no autograd bookkeeping at
+    all): the same predictions as a plain no_grad loop, faster."""
+    device = torch.device(device or next(model.parameters()).device)
+    ds = as_tokenized(ds, tokenizer, max_length)
+    lengths = [len(ids) for ids in ds["input_ids"]]
+    order = sorted(range(len(ds)), key=lambda i: lengths[i])    # similar lengths -> less padding
+    collate, was_training = EncoderCollate(tokenizer), model.training
+    model.eval()
+    predictions = [0] * len(ds)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        batch = collate([ds[i] for i in rows])
+        batch.pop("labels", None)
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits  # (B, C)
+        for i, p in zip(rows, logits.argmax(-1).tolist()):
+            predictions[i] = p
+    model.train(was_training)
+    return predictions
+
+
 def evaluate(model: nn.Module, tokenizer, ds, batch_size: int = 128, max_length: int = 64,
              device: str | torch.device | None = None) -> float:
     """Accuracy of a classifier on a (raw or tokenised) dataset with a 'label' column."""
-    device = torch.device(device or next(model.parameters()).device)
-    ds = as_tokenized(ds, tokenizer, max_length)
-    order = sorted(range(len(ds)), key=lambda i: len(ds[i]["input_ids"]))  # similar lengths -> less padding
-    collate, was_training = EncoderCollate(tokenizer), model.training
-    model.eval()
-    correct = 0
-    for start in range(0, len(order), batch_size):
-        batch = collate([ds[i] for i in order[start:start + batch_size]])
-        labels = batch.pop("labels").to(device)
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits  # (B, C)
-        correct += (logits.argmax(-1) == labels).sum().item()
-    model.train(was_training)
-    return correct / max(len(ds), 1)
+    predictions = predict(model, tokenizer, ds, batch_size, max_length, device)
+    return sum(p == y for p, y in zip(predictions, ds["label"])) / max(len(ds), 1)
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, gen: torch.Generator, group: int = 50):
@@ -181,10 +195,16 @@ def fit(model: nn.Module, tokenizer, train_ds, eval_ds, config: TrainConfig | No
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
 
+    if eval_ds is not None:
+        eval_ds = as_tokenized(eval_ds, tokenizer, config.max_length)   # tokenised once for every evaluation
+    predictions: list[int] | None = None
+
     def score() -> float | None:
+        nonlocal predictions
         if eval_ds is None:
             return None
-        return evaluate(model, tokenizer, eval_ds, config.eval_batch_size, config.max_length, device)
+        predictions = predict(model, tokenizer, eval_ds, config.eval_batch_size, config.max_length, device)
+        return sum(p == y for p, y in zip(predictions, eval_ds["label"])) / max(len(eval_ds), 1)
 
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
@@ -228,5 +248,5 @@ def fit(model: nn.Module, tokenizer, train_ds, eval_ds, config: TrainConfig | No
         accuracy=accuracy, losses=losses, eval_history=history, steps=len(losses), examples=seen,
         train_time=train_time, examples_per_s=seen / max(train_time, 1e-9), peak_rss_mb=mem.peak,
         peak_gpu_mb=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        trainable=trainable, total=total, steps_per_epoch=schedule.steps(1.0),
+        trainable=trainable, total=total, steps_per_epoch=schedule.steps(1.0), predictions=predictions,
     )

@@ -1,0 +1,64 @@
+"""Every chapter's reference grid: what `make reference CHAPTER=...` runs and the chapter reads back.
+
+Costs on the 2-core reference laptop (idle, MiniLM, one epoch of 10,201 snippets + scoring 1,276): a LoRA, adapter
+or prefix run ≈ 2.3 min, head only ≈ 1 min, top layer ≈ 1.5 min, full fine-tuning ≈ 4 min. Each grid is sized to
+finish within 45 minutes there (the measured figures are in docs/reference.md).
+
+Learning rates are for ONE epoch of 319 steps (batch 32) with 6 % warm-up and linear decay: the chapters' live runs
+take far fewer steps and use larger ones.
+"""
+
+from __future__ import annotations
+
+from .grid import Config, Grid
+
+QV = ["query", "value"]
+HEAD_LR = 5e-3  # only 770 parameters: a large step
+HEAD = Config("baseline", "head only", {"method": "head"}, {"lr": HEAD_LR})
+
+
+def lora(experiment: str, name: str, targets, r: int, **extra) -> Config:
+    return Config(experiment, name, {"method": "lora", "r": r, "alpha": 16, "targets": targets}, {"lr": 1e-3}, **extra)
+
+
+GRIDS: dict[str, Grid] = {}
+
+
+def _add(grid: Grid) -> None:
+    GRIDS[grid.chapter] = grid
+
+
+_add(Grid("00_adaptation", note="probe (mean / CLS pooling) vs the top layer vs full fine-tuning", configs=(
+    Config("probe", "probe (mean pooling)", {"method": "probe", "pooling": "mean"}),
+    Config("probe", "probe (CLS token)", {"method": "probe", "pooling": "cls"}),
+    Config("fine-tuning", "top layer + head", {"method": "top"}, {"lr": 5e-4}),
+    Config("fine-tuning", "full fine-tuning", {"method": "full"}, {"lr": 5e-5}),
+)))
+
+_add(Grid("01_adapters", note="Houlsby bottleneck sweep + layer ablation; Houlsby vs Pfeiffer vs parallel", configs=(
+    HEAD,
+    *(Config("bottleneck", f"houlsby m={m}", {"method": "adapter", "kind": "houlsby", "bottleneck": m},
+             {"lr": 1e-3}, after=("adapter_layer_ablation",) if m == 32 else ()) for m in (2, 32, 128)),
+    Config("placement", "pfeiffer m=64", {"method": "adapter", "kind": "pfeiffer", "bottleneck": 64}, {"lr": 1e-3}),
+    Config("placement", "parallel m=64", {"method": "adapter", "kind": "parallel", "bottleneck": 64}, {"lr": 1e-3}),
+)))
+
+_add(Grid("02_lora", note="rank sweep on Wq+Wv (Table 6); which matrices at an equal budget (Table 5)", configs=(
+    HEAD,
+    lora("rank", "qv r=1", QV, 1),
+    lora("rank", "qv r=4", QV, 4),
+    lora("rank", "qv r=16", QV, 16),
+    lora("budget", "q r=8", ["query"], 8),
+    lora("budget", "v r=8", ["value"], 8),
+    lora("budget", "qkvo r=2", ["query", "key", "value", "attention.output.dense"], 2),
+)))
+
+_add(Grid("03_prefix", note="direct table vs MLP; prefix length; every layer vs the input only", configs=(
+    HEAD,
+    Config("reparameterisation", "prefix n=10 direct", {"method": "prefix", "length": 10}, {"lr": 1e-2}),
+    Config("reparameterisation", "prefix n=10 MLP", {"method": "prefix", "length": 10, "projection_hidden": 128},
+           {"lr": 1e-3}),
+    Config("length", "prefix n=1 direct", {"method": "prefix", "length": 1}, {"lr": 1e-2}),
+    Config("length", "prefix n=30 direct", {"method": "prefix", "length": 30}, {"lr": 1e-2}),
+    Config("depth", "prompt n=10 (input only)", {"method": "prompt", "length": 10}, {"lr": 1e-2}),
+)))

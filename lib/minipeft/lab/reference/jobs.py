@@ -1,0 +1,191 @@
+"""Run one reference job: the same library code as a chapter's live cells (minipeft.lab.chapter + fit), at full
+scale, returning the record that goes into results/<chapter>.jsonl.
+
+    record = run_job(GRIDS["02_lora"].job("qv r=4/seed=0"))
+    record["metrics"]["accuracy"], record["metrics"]["predictions"]     # "0110..." one digit per test snippet
+
+``limit`` cuts the training and test splits to their first rows (tests of determinism, smoke runs); such a record is
+marked ``"limit": n`` and never counts as a reference result.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from ...core.config import PeftConfig
+from .. import chapter, data
+from ..backbones import load_encoder
+from ..train import TrainConfig, embed, fit, fit_probe, predict
+from .grid import BASELINES, Job
+
+TOKENIZER = "<tokenizer>"  # in a method dict: replaced by the encoder's tokenizer (prompt init="labels" needs it)
+
+
+# --------------------------------------------------------------------------------------------- the world, once per process
+@functools.lru_cache(maxsize=1)
+def encoder_and_tokenizer():
+    return load_encoder()
+
+
+@functools.lru_cache(maxsize=1)
+def rotten_tomatoes():
+    return data.rotten_tomatoes()
+
+
+@functools.lru_cache(maxsize=4)
+def splits(max_length: int):
+    """(train, test) of Rotten Tomatoes, tokenised once per process."""
+    _, tokenizer = encoder_and_tokenizer()
+    rt = rotten_tomatoes()
+    return data.tokenize(rt["train"], tokenizer, max_length), data.tokenize(rt["test"], tokenizer, max_length)
+
+
+def test_labels() -> tuple[int, ...]:
+    return tuple(rotten_tomatoes()["test"]["label"])
+
+
+def labels_fingerprint(labels) -> str:
+    return hashlib.sha1("".join(map(str, labels)).encode()).hexdigest()[:12]
+
+
+def build_method(method: dict, tokenizer):
+    """A baseline name ("head", "full", "top") or the minipeft config the dict describes."""
+    name = method["method"]
+    if name in BASELINES:
+        return name
+    fields = {k: (tokenizer if v == TOKENIZER else v) for k, v in method.items()}
+    return PeftConfig.from_dict(fields)
+
+
+# --------------------------------------------------------------------------------------------- analyses after training
+def adapter_layer_ablation(model, tokenizer, test, settings) -> dict:
+    """Houlsby §3.6: remove the adapters of the k lowest / k highest layers (no retraining), for every k."""
+    from ...methods.adapters import set_adapter_layers
+
+    n_layers = model.encoder.config.num_hidden_layers
+    out = {}
+    for k in range(1, n_layers + 1):
+        for side, active in (("lowest", range(k, n_layers)), ("highest", range(0, n_layers - k))):
+            set_adapter_layers(model, frozenset(active))
+            preds = predict(model, tokenizer, test, settings["eval_batch_size"], settings["max_length"])
+            out[f"{side} {k} removed"] = encode(preds)
+    set_adapter_layers(model, None)
+    return out
+
+
+ANALYSES = {"adapter_layer_ablation": adapter_layer_ablation}
+
+
+# --------------------------------------------------------------------------------------------- one job
+def encode(predictions) -> str:
+    """Predictions as one digit per example ("0110..."): 1,276 characters per run, readable and diffable."""
+    if any(not 0 <= p <= 9 for p in predictions):
+        raise ValueError("predictions are stored one digit per example: labels must be 0..9.")
+    return "".join(map(str, predictions))
+
+
+def decode(text: str) -> list[int]:
+    return [int(c) for c in text]
+
+
+def run_job(job: Job, limit: int | None = None, progress: bool = True) -> dict:
+    encoder, tokenizer = encoder_and_tokenizer()
+    settings = job.config.settings()
+    train, test = splits(settings["max_length"])
+    if limit is not None:
+        train, test = train.select(range(min(limit, len(train)))), test.select(range(min(limit, len(test))))
+    method = build_method(job.config.method, tokenizer)
+    start = time.perf_counter()
+    if method == "probe":
+        rt = rotten_tomatoes()
+        metrics = _probe(job, encoder, tokenizer, rt["train"]["text"][:len(train)], train["label"],
+                         rt["test"]["text"][:len(test)], test["label"], settings, progress)
+    else:
+        model = chapter.classifier(encoder, method, seed=job.seed)
+        result = fit(model, tokenizer, train, test, TrainConfig(**settings, seed=job.seed, progress=progress,
+                                                                desc=f"{job.chapter} {job.id}"))
+        tail = result.losses[-max(1, len(result.losses) // 10):]
+        metrics = dict(accuracy=result.accuracy, predictions=encode(result.predictions), steps=result.steps,
+                       examples=result.examples, trainable=result.trainable, total=result.total,
+                       final_loss=sum(tail) / len(tail), loss_curve=_curve(result.losses),
+                       examples_per_s=result.examples_per_s, train_seconds=result.train_time)
+        for analysis in job.config.after:
+            metrics[analysis] = ANALYSES[analysis](model, tokenizer, test, settings)
+    record = dict(chapter=job.chapter, experiment=job.config.experiment, name=job.config.name,
+                  config=job.config.as_dict(), seed=job.seed, job=job.id, key=job.key,
+                  metrics=metrics, seconds=round(time.perf_counter() - start, 1),
+                  test=dict(examples=len(test), labels=labels_fingerprint(test["label"])),
+                  commit=commit(), hardware=hardware(), versions=versions(),
+                  finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    if limit is not None:
+        record["limit"] = limit
+    return record
+
+
+def _probe(job, encoder, tokenizer, train_text, train_labels, test_text, test_labels_, settings, progress) -> dict:
+    """A logistic-regression probe on frozen features (chapter 00): features once, then fit_probe."""
+    pooling = job.config.method.get("pooling", "mean")
+    feats_train = embed(encoder, tokenizer, train_text, max_length=settings["max_length"], pooling=pooling,
+                        progress=progress, desc="features (train)")
+    feats_test = embed(encoder, tokenizer, test_text, max_length=settings["max_length"], pooling=pooling,
+                       progress=progress, desc="features (test)")
+    probe = fit_probe(feats_train, train_labels, seed=job.seed)
+    with torch.no_grad():
+        preds = probe(feats_test).argmax(-1).tolist()
+    accuracy = sum(p == y for p, y in zip(preds, test_labels_)) / len(test_labels_)
+    return dict(accuracy=accuracy, predictions=encode(preds), trainable=sum(p.numel() for p in probe.parameters()))
+
+
+def _curve(losses: list[float], points: int = 20) -> list[float]:
+    """The training loss as the mean of ``points`` equal chunks of steps (enough to see whether it converged)."""
+    n = len(losses)
+    chunks = [losses[i * n // points:(i + 1) * n // points] for i in range(points)]
+    return [round(sum(c) / len(c), 4) for c in chunks if c]
+
+
+# --------------------------------------------------------------------------------------------- provenance
+def hardware() -> dict:
+    info = dict(cpu=_cpu_model(), cores=os.cpu_count(), threads=torch.get_num_threads(), machine=platform.machine())
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def versions() -> dict:
+    import transformers
+
+    from ... import __version__
+    return dict(torch=torch.__version__, transformers=transformers.__version__, python=platform.python_version(),
+                minipeft=__version__)
+
+
+def commit() -> str:
+    """The code's git commit (+ "-dirty" when lib/ has uncommitted changes), "unknown" outside a clone."""
+    root = Path(__file__).resolve().parents[4]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "lib"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

@@ -1,0 +1,201 @@
+"""Reading results/<chapter>.jsonl back: check it against the grid, then summarise and compare.
+
+    ref = load("02_lora")                           # raises StaleReference (with the command to run) if it does not match
+    ref.table()                                     # one row per configuration: mean accuracy and its 95 % interval
+    ref.compare("qv r=16", "qv r=1", claim="similar", margin=0.01)   # a paired comparison and its verdict
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import stats
+from .grid import Grid, Job
+
+RESULTS = Path(os.environ.get("MINIPEFT_RESULTS", Path(__file__).resolve().parents[4] / "results"))
+
+
+class StaleReference(RuntimeError):
+    """The reference file is missing, incomplete or belongs to another grid."""
+
+
+def path(chapter: str) -> Path:
+    return RESULTS / f"{chapter}.jsonl"
+
+
+def command(chapter: str) -> str:
+    return f"make reference CHAPTER={chapter}   (or: python -m minipeft.lab.reference {chapter})"
+
+
+def read(chapter: str) -> list[dict]:
+    file = path(chapter)
+    if not file.is_file():
+        return []
+    records = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise StaleReference(f"{file}, line {number}: not JSON ({err}). A run was probably killed while "
+                                     f"writing: delete that line and run {command(chapter)}") from err
+    return records
+
+
+def append(record: dict) -> None:
+    """Add one record; a lock keeps parallel jobs from interleaving their lines."""
+    file = path(record["chapter"])
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with open(file, "a", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+        f.flush()
+        fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def status(grid: Grid) -> tuple[dict[str, dict], list[Job], list[dict]]:
+    """(done: job key -> record, missing jobs, foreign records that belong to no job of this grid)."""
+    keys = {job.key for job in grid.jobs()}
+    done, foreign = {}, []
+    for record in read(grid.chapter):
+        if record.get("key") in keys and "limit" not in record:
+            done[record["key"]] = record
+        else:
+            foreign.append(record)
+    return done, [job for job in grid.jobs() if job.key not in done], foreign
+
+
+def check(grid: Grid) -> None:
+    """Raise StaleReference unless every job of the grid has its record and nothing else is in the file."""
+    done, missing, foreign = status(grid)
+    file = path(grid.chapter)
+    if not file.is_file():
+        raise StaleReference(f"{grid.chapter}: no reference results ({file} is missing). Run:\n  {command(grid.chapter)}")
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} of {len(grid.jobs())} runs missing (e.g. {missing[0].id})")
+    if foreign:
+        problems.append(f"{len(foreign)} record(s) from another grid (e.g. {foreign[0].get('job')}, "
+                        f"key {foreign[0].get('key')})")
+    if problems:
+        raise StaleReference(f"{file} does not match the {grid.chapter} grid: {'; '.join(problems)}. Run:\n  "
+                             f"{command(grid.chapter)}\n(it runs only what is missing and sets stale records aside)")
+
+
+# --------------------------------------------------------------------------------------------- summaries
+@dataclass
+class Comparison:
+    """A paired comparison of two configurations on the same seeds and test snippets, and the verdict words."""
+    a: str
+    b: str
+    claim: str
+    paired: stats.Paired
+    words: str              # "reproduces" / "opposite" / "not significant at this scale" / "did not learn"
+    why: str                # one sentence a student can read
+
+    def __str__(self) -> str:
+        return f"{self.a} vs {self.b}: {self.words} ({self.why})"
+
+
+class Reference:
+    def __init__(self, grid: Grid, records: dict[str, dict], labels):
+        self.grid, self.labels = grid, np.asarray(labels)
+        self.records = sorted(records.values(), key=lambda r: (r["name"], r["seed"]))
+        for r in self.records:
+            if r["test"]["examples"] != len(self.labels):
+                raise StaleReference(f"{grid.chapter}: {r['job']} was scored on {r['test']['examples']} test "
+                                     f"snippets, the test split has {len(self.labels)}. Run {command(grid.chapter)}")
+        self.majority = float(np.bincount(self.labels).max() / len(self.labels))
+
+    def runs(self, name: str) -> list[dict]:
+        self.grid.config(name)  # a clear KeyError for a typo
+        return [r for r in self.records if r["name"] == name]
+
+    def accuracies(self, name: str) -> np.ndarray:
+        return np.array([r["metrics"]["accuracy"] for r in self.runs(name)])
+
+    def correct(self, name: str, analysis: tuple[str, str] | None = None) -> np.ndarray:
+        """(seeds, examples) 0/1: which test snippets each seed's run got right (``analysis``: e.g.
+        ("adapter_layer_ablation", "lowest 3 removed") reads the predictions stored by that analysis)."""
+        rows = []
+        for r in self.runs(name):
+            text = r["metrics"]["predictions"] if analysis is None else r["metrics"][analysis[0]][analysis[1]]
+            rows.append(np.frombuffer(text.encode(), dtype=np.uint8) - ord("0") == self.labels)
+        return np.array(rows, dtype=np.int8)
+
+    def interval(self, name: str) -> tuple[float, float, float]:
+        return stats.mean_interval(self.accuracies(name))
+
+    def learned(self, name: str) -> bool:
+        return stats.learned(self.accuracies(name), self.majority)
+
+    def minutes(self, name: str | None = None) -> float:
+        runs = self.records if name is None else self.runs(name)
+        return sum(r["seconds"] for r in runs) / 60
+
+    def table(self):
+        import pandas as pd
+
+        rows = []
+        for c in self.grid.configs:
+            mean, low, high = self.interval(c.name)
+            first = self.runs(c.name)[0]["metrics"]
+            rows.append(dict(experiment=c.experiment, config=c.name, seeds=len(self.runs(c.name)), accuracy=mean,
+                             ci_low=low, ci_high=high, trainable=first.get("trainable"),
+                             learned=self.learned(c.name), minutes=self.minutes(c.name)))
+        return pd.DataFrame(rows).set_index("config")
+
+    def compare(self, a: str, b: str, claim: str = "greater", margin: float = 0.01,
+                analysis_a: tuple[str, str] | None = None, analysis_b: tuple[str, str] | None = None,
+                check_learned: bool = True) -> Comparison:
+        """A vs B, paired on seeds and test snippets; the verdict for the paper's claim (A > B, or A ≈ B)."""
+        ca, cb = self.correct(a, analysis_a), self.correct(b, analysis_b)
+        seeds_a = [r["seed"] for r in self.runs(a)]
+        if seeds_a != [r["seed"] for r in self.runs(b)]:
+            raise ValueError(f"{a} and {b} were not run with the same seeds: they cannot be paired.")
+        paired = stats.paired_bootstrap(ca, cb)
+        if check_learned:
+            lazy = [n for n, c in ((a, ca), (b, cb)) if not stats.learned(c.mean(1), self.majority)]
+            if lazy:
+                return Comparison(a, b, claim, paired, "did not learn",
+                                  f"{' and '.join(lazy)} did not beat the majority class ({self.majority:.3f}) by "
+                                  f"more than its interval: no verdict can rest on it")
+        words = stats.verdict(paired.diff, paired.low, paired.high, claim, margin)
+        band = f" (the paper's 'about equal' read as within ±{margin:.3f})" if claim == "similar" else ""
+        return Comparison(a, b, claim, paired, words,
+                          f"{a} − {b} = {paired}, {len(seeds_a)} seeds × {len(self.labels):,} test snippets{band}")
+
+    def errorbar(self, ax, names, x=None, **kwargs):
+        """Mean accuracy with its 95 % interval over seeds, one point per configuration."""
+        x = list(range(len(names))) if x is None else list(x)
+        means, lows, highs = zip(*(self.interval(n) for n in names))
+        yerr = np.array([[m - lo for m, lo in zip(means, lows)], [hi - m for m, hi in zip(means, highs)]])
+        yerr[~np.isfinite(yerr)] = 0
+        kwargs.setdefault("capsize", 3)
+        kwargs.setdefault("fmt", "o")
+        return ax.errorbar(x, means, yerr=yerr, **kwargs)
+
+
+def load(chapter: str) -> Reference:
+    """The chapter's reference results, checked against its grid (StaleReference with the command otherwise)."""
+    from .grids import GRIDS
+    from .jobs import labels_fingerprint, test_labels
+
+    if chapter not in GRIDS:
+        raise KeyError(f"No reference grid for {chapter!r}; grids: {sorted(GRIDS)}.")
+    grid = GRIDS[chapter]
+    check(grid)
+    done, _, _ = status(grid)
+    labels = test_labels()
+    fingerprint = labels_fingerprint(labels)
+    stale = [r["job"] for r in done.values() if r["test"]["labels"] != fingerprint]
+    if stale:
+        raise StaleReference(f"{chapter}: {len(stale)} run(s) were scored on other test labels than today's split "
+                             f"(e.g. {stale[0]}): the data changed. Run {command(chapter)}")
+    return Reference(grid, done, labels)
