@@ -2,7 +2,7 @@
 #   make course    set up (first time only) and open the course in JupyterLab
 #   make test      set up (first time only) and run the whole test suite (what CI runs)
 # Other targets: setup, chapters (execute every chapter headless), quick (the same in quick mode), release (regenerate student notebooks),
-#                grade (grade a folder of submissions), demo (run a chapter for a live walk-through), doctor (check the installation), clean.
+#                reference (a chapter's full-scale reference runs), grade (grade a folder of submissions), demo (run a chapter for a live walk-through), doctor (check the installation), clean.
 # Teaching workflow (release, grade, demo, Binder): docs/teaching.md.
 
 PYTHON ?= python3
@@ -15,8 +15,11 @@ export MINIPEFT_CACHE ?= $(HOME)/.cache/minipeft
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# OpenMP threads sleep instead of spinning while they wait: next to another busy process a chapter takes 1.2x its idle
+# time instead of 4.4x (docs/benchmarks.md); the numbers computed are the same
+export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: course setup test chapters quick release grade demo doctor clean
+.PHONY: course setup test chapters quick reference release grade demo doctor clean
 
 # (--allow-root only where you are root, e.g. in a container: Jupyter refuses to start as root otherwise)
 course: setup
@@ -48,6 +51,13 @@ chapters: setup
 # The same in quick mode (what CI does, also handy before a live demo).
 quick: setup
 	MINIPEFT_QUICK=1 $(BIN)/python -m minipeft.lab.runbook course/*.ipynb --out build/course
+
+# A chapter's reference runs (its experiment grid at full scale, several seeds) -> results/CHAPTER.jsonl. Resumable:
+# run it again after an interruption and only the missing runs are done. docs/reference.md has the details.
+#   make reference CHAPTER=02_lora [JOBS=2]      (CHAPTER=all: every grid)
+reference: setup
+	@test -n "$(CHAPTER)" || { echo "usage: make reference CHAPTER=02_lora [JOBS=2]   (grids: python -m minipeft.lab.reference --check)"; exit 2; }
+	$(BIN)/python -m minipeft.lab.reference $(CHAPTER) --jobs $(JOBS)
 
 # Regenerate every student notebook in exercises/ from its source in solutions/ (otter assign), plus autograder copies in build/release.
 release: setup

@@ -38,6 +38,7 @@ def test_majority_accuracy():
 @pytest.mark.parametrize("method, trainable", [
     ("head", lambda m: chapter.head_parameters(m)),
     ("full", lambda m: mp.trainable_parameters(m)[1]),
+    ("top", lambda m: chapter.head_parameters(m) + sum(p.numel() for p in m.encoder.encoder.layer[-1].parameters())),
     (mp.LoRAConfig(r=2), lambda m: chapter.head_parameters(m) + 2 * 2 * (2 * (32 + 32))),  # 2 layers x (q, v)
 ])
 def test_classifier_trains_what_the_method_says(method, trainable):
@@ -79,3 +80,19 @@ def test_run_is_deterministic_and_matches_classifier_plus_fit():
 def test_bad_method():
     with pytest.raises(ValueError, match="minipeft config .* or one of"):
         chapter.classifier(mp.tiny_encoder(), "lora")
+
+
+def test_predict_returns_one_label_per_row_in_order_and_evaluate_agrees():
+    tok, ds = _Tok(), _data(24)
+    model = chapter.classifier(mp.tiny_encoder(), "head", seed=0)
+    preds = train.predict(model, tok, ds, batch_size=5)
+    assert len(preds) == 24 and set(preds) <= {0, 1}
+    one_by_one = [train.predict(model, tok, ds.select([i]))[0] for i in range(24)]
+    assert preds == one_by_one                                  # batching by length does not reorder the answers
+    assert train.evaluate(model, tok, ds) == sum(p == y for p, y in zip(preds, ds["label"])) / 24
+
+
+def test_top_layer_needs_a_valid_k():
+    model = chapter.classifier(mp.tiny_encoder(), "head")
+    with pytest.raises(ValueError, match="between 1 and"):
+        chapter.train_top_layers(model, k=3)

@@ -13,6 +13,14 @@ The package in three parts:
 and lowrank.py, the linear algebra the chapters share (spectra, subspace similarity).
 """
 
+import os
+
+# OpenMP threads that wait for work by spinning burn the cores another busy process needs (a second kernel, a
+# browser): with one competing process chapter 00 took 4.4x its idle time with spinning threads, 1.2x with sleeping
+# ones, at the same idle speed (docs/benchmarks.md). Takes effect only if torch was not imported before minipeft;
+# `make` sets it for every kernel and test. The numbers computed do not change.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .core import (LinearDeltaLayer, ParallelFFNLayer, PeftConfig, PeftLayer, PeftModule, export_peft, inject,
                    load_adapter, merge, peft_layers, print_trainable_parameters, save_adapter, summary,
                    trainable_parameters)

@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from .grids import GRIDS
-from .results import RESULTS, StaleReference, append, check, path, read, status
+from . import results as store
+from .results import StaleReference, append, check, path, read, status
 
 
 def set_aside(grid) -> None:
@@ -31,7 +32,7 @@ def set_aside(grid) -> None:
     done, _, foreign = status(grid)
     if not foreign:
         return
-    stale = RESULTS / f"{grid.chapter}.stale.jsonl"
+    stale = store.RESULTS / f"{grid.chapter}.stale.jsonl"
     with open(stale, "a", encoding="utf-8") as f:
         for record in foreign:
             f.write(json.dumps(record, sort_keys=True) + "\n")
