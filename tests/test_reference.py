@@ -153,3 +153,12 @@ def test_references_to_other_chapters_resolve():
                 assert not coming, f"chapter {number} exists now: drop 'coming soon' in {where}"
             else:
                 assert coming, f"chapter {number} does not exist yet: say '(coming soon)' in {where}"
+
+
+def test_the_course_cites_the_notes_by_title_not_by_file():
+    """The lecture notes are cited by their own titles: a student's clone has no shared/seeds folder."""
+    pattern = re.compile(r"\bseed 00\d\b|seeds/\d{3}")
+    for folder in ("course", "exercises", "solutions", "docs"):
+        for file in sorted((ROOT / folder).glob("*.*")):
+            if file.suffix in (".ipynb", ".md"):
+                assert not pattern.search(file.read_text(encoding="utf-8")), f"{file} cites a notes file by name"

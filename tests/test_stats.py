@@ -100,3 +100,9 @@ def test_timing_interleaves_and_the_words_follow_the_spread():
     assert slow.median == pytest.approx(1.3) and "slower" in slow.words("unmerged")
     with pytest.raises(ValueError, match="same"):
         timing.paired_ratio([1, 2], [1])
+
+
+def test_reason_says_what_the_interval_does():
+    assert stats.reason(0.015, 0.005, 0.025, "similar", 0.01).startswith("a difference is detected")
+    assert stats.reason(0.0, -0.02, 0.02, "similar", 0.01).startswith("the interval contains 0 but is wider")
+    assert stats.reason(0.02, 0.01, 0.03, "greater") == "the whole interval is above 0"

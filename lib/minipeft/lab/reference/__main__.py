@@ -5,6 +5,7 @@
     python -m minipeft.lab.reference 02_lora --list       one shell command per missing job: hand them to a scheduler
     python -m minipeft.lab.reference 02_lora --job "qv r=4/seed=1"     run exactly that job (what --list prints)
     python -m minipeft.lab.reference --check              every grid against its file (exit 1 if any is stale)
+    python -m minipeft.lab.reference 02_lora --summary    the results as a Markdown table (mean, 95 % interval, minutes)
 
 Resumable: a job's record is appended the moment it finishes, and a new start runs only the jobs without one. Records
 that belong to no job of the current grid (a configuration changed) are moved to results/<chapter>.stale.jsonl.
@@ -91,6 +92,24 @@ def run_parallel(grid, jobs, n: int, threads: int) -> None:
         sys.exit(f"{len(failed)} job(s) failed: {failed}. Fix and run the same command again (finished jobs are kept).")
 
 
+def summary(chapter: str) -> str:
+    """The chapter's reference results as Markdown: one row per configuration, then the totals."""
+    from .results import load
+
+    ref = load(chapter)
+    lines = [f"**{chapter}** ({len(ref.records)} runs, {ref.minutes():.0f} min of wall time in all, "
+             f"{ref.records[0]['hardware']['cpu']}, {ref.records[0]['hardware']['threads']} threads; "
+             f"majority class {ref.majority:.3f})", "",
+             "| experiment | configuration | seeds | test accuracy: mean [95 % interval] | median min per run |",
+             "|---|---|---:|---|---:|"]
+    for c in ref.grid.configs:
+        mean, low, high = ref.interval(c.name)
+        seconds = sorted(r["seconds"] for r in ref.runs(c.name))
+        lines.append(f"| {c.experiment} | {c.name} | {len(seconds)} | {mean:.4f} [{low:.4f}, {high:.4f}] | "
+                     f"{seconds[len(seconds) // 2] / 60:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m minipeft.lab.reference", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -100,6 +119,7 @@ def main(argv=None) -> None:
     parser.add_argument("--list", action="store_true", help="print one command per missing job and exit")
     parser.add_argument("--job", help="run exactly this job (an id printed by --list)")
     parser.add_argument("--check", action="store_true", help="check every grid against its file")
+    parser.add_argument("--summary", action="store_true", help="print the results as a Markdown table")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
@@ -115,6 +135,10 @@ def main(argv=None) -> None:
         sys.exit(1 if bad else 0)
     if args.chapter is None:
         parser.error("name a chapter (or 'all')")
+    if args.summary:
+        for chapter in (sorted(GRIDS) if args.chapter == "all" else [args.chapter]):
+            print(summary(chapter))
+        return
     if args.chapter != "all" and args.chapter not in GRIDS:
         parser.error(f"no reference grid for {args.chapter!r}; grids: {sorted(GRIDS)}")
     if args.jobs < 1:
@@ -124,7 +148,8 @@ def main(argv=None) -> None:
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     torch.set_num_threads(threads)
     for grid in (GRIDS.values() if args.chapter == "all" else [GRIDS[args.chapter]]):
-        set_aside(grid)
+        if not args.job:             # a single job (maybe one of many in parallel) never rewrites the shared file
+            set_aside(grid)
         done, missing, _ = status(grid)
         if args.job:
             job = grid.job(args.job)

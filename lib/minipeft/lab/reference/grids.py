@@ -62,3 +62,17 @@ _add(Grid("03_prefix", note="direct table vs MLP; prefix length; every layer vs 
     Config("length", "prefix n=30 direct", {"method": "prefix", "length": 30}, {"lr": 1e-2}),
     Config("depth", "prompt n=10 (input only)", {"method": "prompt", "length": 10}, {"lr": 1e-2}),
 )))
+
+LABEL_WORDS = ["terrible", "great"]  # rotten = 0, fresh = 1: chapter 04's class-label initialisation
+_add(Grid("04_prompt", note="prompt initialisation and length; P-tuning; against full fine-tuning", configs=(
+    HEAD,
+    Config("init", "prompt n=20 random", {"method": "prompt", "length": 20, "init": "random"}, {"lr": 3e-2}),
+    Config("init", "prompt n=20 labels", {"method": "prompt", "length": 20, "init": "labels",
+                                          "label_words": LABEL_WORDS, "tokenizer": "<tokenizer>"}, {"lr": 3e-2}),
+    Config("length", "prompt n=1 vocab", {"method": "prompt", "length": 1, "init": "vocab"}, {"lr": 3e-2}),
+    Config("length", "prompt n=5 labels", {"method": "prompt", "length": 5, "init": "labels",
+                                           "label_words": LABEL_WORDS, "tokenizer": "<tokenizer>"}, {"lr": 3e-2}),
+    Config("ptuning", "P-tuning mlp n=20", {"method": "ptuning", "length": 20, "encoder": "mlp", "hidden": 128},
+           {"lr": 3e-3}),
+    Config("scale", "full fine-tuning", {"method": "full"}, {"lr": 5e-5}),
+)))

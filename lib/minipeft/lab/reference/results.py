@@ -98,6 +98,7 @@ class Comparison:
     paired: stats.Paired
     words: str              # "reproduces" / "opposite" / "not significant at this scale" / "did not learn"
     why: str                # one sentence a student can read
+    reason: str = ""        # why these words: what the interval does (stats.reason)
 
     def __str__(self) -> str:
         return f"{self.a} vs {self.b}: {self.words} ({self.why})"
@@ -163,13 +164,14 @@ class Reference:
         if check_learned:
             lazy = [n for n, c in ((a, ca), (b, cb)) if not stats.learned(c.mean(1), self.majority)]
             if lazy:
-                return Comparison(a, b, claim, paired, "did not learn",
-                                  f"{' and '.join(lazy)} did not beat the majority class ({self.majority:.3f}) by "
-                                  f"more than its interval: no verdict can rest on it")
+                why = (f"{' and '.join(lazy)} did not beat the majority class ({self.majority:.3f}) by more than its "
+                       "interval: no verdict can rest on it")
+                return Comparison(a, b, claim, paired, "did not learn", why, why)
         words = stats.verdict(paired.diff, paired.low, paired.high, claim, margin)
         band = f" (the paper's 'about equal' read as within ±{margin:.3f})" if claim == "similar" else ""
         return Comparison(a, b, claim, paired, words,
-                          f"{a} − {b} = {paired}, {len(seeds_a)} seeds × {len(self.labels):,} test snippets{band}")
+                          f"{a} − {b} = {paired}, {len(seeds_a)} seeds × {len(self.labels):,} test snippets{band}",
+                          stats.reason(paired.diff, paired.low, paired.high, claim, margin))
 
     def errorbar(self, ax, names, x=None, **kwargs):
         """Mean accuracy with its 95 % interval over seeds, one point per configuration."""
