@@ -64,7 +64,7 @@ _add(Grid("03_prefix", note="direct table vs MLP; prefix length; every layer vs 
 )))
 
 LABEL_WORDS = ["terrible", "great"]  # rotten = 0, fresh = 1: chapter 04's class-label initialisation
-_add(Grid("04_prompt", note="prompt initialisation and length; P-tuning; against full fine-tuning", configs=(
+_add(Grid("04_prompt", note="prompt initialisation and length; P-tuning (full fine-tuning: 00_adaptation)", configs=(
     HEAD,
     Config("init", "prompt n=20 random", {"method": "prompt", "length": 20, "init": "random"}, {"lr": 3e-2}),
     Config("init", "prompt n=20 labels", {"method": "prompt", "length": 20, "init": "labels",
@@ -74,5 +74,5 @@ _add(Grid("04_prompt", note="prompt initialisation and length; P-tuning; against
                                            "label_words": LABEL_WORDS, "tokenizer": "<tokenizer>"}, {"lr": 3e-2}),
     Config("ptuning", "P-tuning mlp n=20", {"method": "ptuning", "length": 20, "encoder": "mlp", "hidden": 128},
            {"lr": 3e-3}),
-    Config("scale", "full fine-tuning", {"method": "full"}, {"lr": 5e-5}),
+    # full fine-tuning, the "scale" comparison, is chapter 00's run: the chapter reads it from 00_adaptation
 )))
