@@ -316,7 +316,7 @@ def test_grade_chapter_00_end_to_end(tmp_path):
         rows = {row["student"]: row for row in csv.DictReader(f)}
     assert rows["blank"]["total"] == "0" and rows["blank"]["status"] == "ok", rows["blank"]
     feedback = tmp_path / "out" / "00_adaptation" / "feedback" / "blank.md"
-    assert "did you forget the bias" in feedback.read_text()
+    assert "probe_parameters(d, C) must return a whole number" in feedback.read_text()  # the hint, first
     assert not leaks(feedback, secrets(ROOT / "solutions" / "00_adaptation.ipynb"))
     assert rows["solved"]["status"] == "ok", rows["solved"]
     assert rows["solved"]["total"] == rows["solved"]["possible"] == "10", rows["solved"]

@@ -73,7 +73,7 @@ def test_solutions_pass_every_check(source, released):
     hidden = sum(case["hidden"] for q in meta.values() for s in q["suites"] for case in s["cases"])
     assert hidden >= len(meta), "every question should have hidden tests for grading"
     for question, text in checks.items():
-        assert "All test cases passed" in text, f"{question}: {text}"
+        assert "public checks pass ✓" in text and "hidden checks fail" not in text, f"{question}: {text}"
 
 
 @pytest.mark.parametrize("source", SOLUTIONS, ids=lambda p: p.name)
@@ -84,7 +84,7 @@ def test_unanswered_student_notebook_runs_and_gives_hints(source):
     assert len(checks) >= 3
     meta = nb.metadata["otter"]["tests"]
     for question, text in checks.items():
-        assert "All test cases passed" not in text, f"{question} passes with no answer: the check cannot fail"
+        assert "public checks pass ✓" not in text, f"{question} passes with no answer: the check cannot fail"
         hints = [c["failure_message"] for s in meta[question]["suites"] for c in s["cases"] if c.get("failure_message")]
         assert any(h in text for h in hints), f"{question}: no hint shown in\n{text}"
     source_text = source.read_text()

