@@ -265,6 +265,8 @@ def find_submissions(folder: Path, chapter: str, chapters: list[str], single: bo
 
 def feedback(student: str, grade: Grade, ag: Autograder) -> str:
     """The student's report: score, problems, public-test hints. Hidden tests appear only as counts."""
+    from minipeft.lab.exercises import what_failed  # the same reading of a failure as the notebook's feedback
+
     total, possible = sum(grade.score(q) for q in ag.points), sum(ag.points.values())
     lines = [f"# {ag.name}: feedback for {student}", "", f"**Score: {total:g} / {possible:g}**"
              + ("" if grade.status == "ok" else f" (status: {grade.status})")]
@@ -282,11 +284,10 @@ def feedback(student: str, grade: Grade, ag: Autograder) -> str:
             if case["passed"]:
                 lines.append(f"- public test {i}: passed")
                 continue
-            out = [line.strip() for line in (case["output"] or "").splitlines() if line.strip()]
-            failed = out[out.index("Failed example:") + 1] if "Failed example:" in out[:-1] else ""
+            failed, error = what_failed(case["output"] or "")
             lines.append(f"- public test {i}: **failed**. {case['hint'] or ''}".rstrip())
-            if out:
-                lines.append(f"  `{failed}` gave `{out[-1][:200]}`" if failed else f"  `{out[-1][:200]}`")
+            if failed or error:
+                lines.append(f"  `{failed}` gave `{error[:200]}`" if failed else f"  `{error[:200]}`")
         if hidden:
             passed = sum(c["passed"] for c in hidden)
             lines.append(f"- hidden tests: {passed} of {len(hidden)} passed"

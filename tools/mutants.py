@@ -48,6 +48,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).parent))
+from release import is_mutant_cell  # noqa: E402,F401 - the one definition of a # MUTANTS cell
+
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, EXERCISES = ROOT / "solutions", ROOT / "exercises"
 SEEDS = (0, 1, 2)
@@ -133,10 +136,6 @@ def _case(source: str) -> Case:
     config = (yaml.safe_load(match.group(1)) if match else {}) or {}
     return Case(source[match.end():] if match else source, config.get("failure_message", ""), False,
                 config.get("points"))
-
-
-def is_mutant_cell(cell) -> bool:
-    return cell["cell_type"] == "raw" and "".join(cell["source"]).lstrip().startswith("# MUTANTS")
 
 
 def parse(path: Path) -> Exercise:
@@ -358,9 +357,8 @@ def run(path: Path, seeds=SEEDS, only: set[str] | None = None) -> Report:
 
                 outs = in_children([lambda m=m: run_mutant(ex, k, m, env) for m in q.mutants]
                                    + [lambda s=s: other_seed(s) for s in seeded] + [blank])
-                cases = [c for c in q.cases]
                 for r in outs[-1].get("results", []):  # a check a blank answer passes must be a hint only
-                    if r["passed"] and cases[r["case"] - 1].points != 0:
+                    if r["passed"] and q.cases[r["case"] - 1].points != 0:
                         report.blank_points.append((q.name, r["case"], r["hidden"]))
                 for mutant, out in zip(q.mutants, outs):
                     first, raised = out.get("first"), out.get("raised")

@@ -20,12 +20,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, EXERCISES, BUILD = ROOT / "solutions", ROOT / "exercises", ROOT / "build" / "release"
 
 
+def is_mutant_cell(cell) -> bool:
+    """A `# MUTANTS` raw cell: a question's typical wrong answers (tools/mutants.py)."""
+    return cell["cell_type"] == "raw" and "".join(cell["source"]).lstrip().startswith("# MUTANTS")
+
+
 def without_mutants(source: Path) -> dict:
-    """The solution notebook without its `# MUTANTS` cells (the typical wrong answers, tools/mutants.py): they are
-    for the course's own tests, not for students or the autograder."""
+    """The solution notebook without its `# MUTANTS` cells: they are for the course's own tests, not for students or
+    the autograder."""
     nb = json.loads(source.read_text(encoding="utf-8"))
-    nb["cells"] = [c for c in nb["cells"]
-                   if not (c["cell_type"] == "raw" and "".join(c["source"]).lstrip().startswith("# MUTANTS"))]
+    nb["cells"] = [c for c in nb["cells"] if not is_mutant_cell(c)]
     return nb
 
 

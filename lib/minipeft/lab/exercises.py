@@ -96,7 +96,7 @@ class Feedback:
     def failures(self) -> list[tuple[int, str, str, str]]:
         """(check number, hint, failing line, error) for each failed public check, in order."""
         public = [r for r in self.result.test_case_results if not r.test_case.hidden]
-        return [(i, (r.test_case.failure_message or "").strip(), *_what_failed(r.message or ""))
+        return [(i, (r.test_case.failure_message or "").strip(), *what_failed(r.message or ""))
                 for i, r in enumerate(public, 1) if not r.passed]
 
     def lines(self) -> list[str]:
@@ -137,8 +137,12 @@ class Feedback:
         return "".join(body)
 
 
-def _what_failed(transcript: str) -> tuple[str, str]:
-    """From a doctest transcript, the first failing line and its error's last line ("NameError: name 'x' is ...")."""
+def what_failed(transcript: str) -> tuple[str, str]:
+    """From a doctest transcript, the first failing line and its error's last line ("NameError: name 'x' is ...").
+
+    The FIRST failure: later lines of a test case often fail only because of it (`out = f(x)` raised, so the next
+    line's `out` is undefined). `make grade`'s feedback files read transcripts with it too.
+    """
     lines = [line.strip() for line in transcript.splitlines() if line.strip()]
     if "Failed example:" not in lines[:-1]:
         return "", (lines[-1] if lines and "Test case failed" not in lines[-1] else "")
