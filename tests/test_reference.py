@@ -110,6 +110,30 @@ def test_reference_compares_paired_runs_and_refuses_a_verdict_on_runs_that_did_n
         ref.accuracies("c")
 
 
+def test_a_borrowed_configuration_is_read_from_its_own_chapter_and_paired_on_the_same_seeds(store, monkeypatch):
+    from minipeft.lab.reference import jobs
+
+    labels = [0, 1] * 10
+    lender = Grid("lender", (Config("e", "full", {"method": "full"}),), seeds=(0, 1))
+    borrower = Grid("toy", TOY.configs, seeds=(0, 1), borrowed=(("lender", "full"),))
+    monkeypatch.setitem(GRIDS, "lender", lender)
+    monkeypatch.setitem(GRIDS, "toy", borrower)
+    monkeypatch.setattr(jobs, "test_labels", lambda: tuple(labels))
+    monkeypatch.setattr(jobs, "labels_fingerprint", lambda _: "x")
+    for job in borrower.jobs():
+        results.append(_record(job, [1] * 14 + [0] * 6, labels))
+    with pytest.raises(StaleReference, match="CHAPTER=lender"):       # the lender's file is checked too
+        results.load("toy")
+    for job in lender.jobs():
+        results.append(_record(job, [1] * 19 + [0], labels))
+    ref = results.load("toy")
+    assert list(ref.accuracies("full")) == [0.95, 0.95] and ref.minutes() == 4.0    # its own 4 runs of a minute
+    assert ref.table().loc["full", "experiment"] == "from lender"
+    assert ref.compare("full", "a").paired.diff == pytest.approx(0.25)
+    with pytest.raises(KeyError, match="no configuration"):
+        ref.runs("fulll")
+
+
 def test_committed_results_match_their_grids_and_every_chapter_that_reads_one_has_it():
     """Stale results are a defect: no results/<chapter>.jsonl may hold a record of another grid, and every chapter
     that calls reference.load must find its file complete. (A grid still being run may be committed part-done: the

@@ -73,6 +73,8 @@ class Grid:
     revision: int = 1                    # bump when the protocol changes but no config does (e.g. a data fix)
     data: str = "rotten_tomatoes: whole train split -> whole test split"
     note: str = ""                       # what the grid is for, shown by --list
+    borrowed: tuple[tuple[str, str], ...] = ()   # (chapter, configuration) read from another chapter's results
+                                         # instead of run twice, e.g. chapter 04's full fine-tuning is chapter 00's
 
     def __post_init__(self):
         names = [c.name for c in self.configs]

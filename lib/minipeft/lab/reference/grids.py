@@ -74,5 +74,4 @@ _add(Grid("04_prompt", note="prompt initialisation and length; P-tuning (full fi
                                            "label_words": LABEL_WORDS, "tokenizer": "<tokenizer>"}, {"lr": 3e-2}),
     Config("ptuning", "P-tuning mlp n=20", {"method": "ptuning", "length": 20, "encoder": "mlp", "hidden": 128},
            {"lr": 3e-3}),
-    # full fine-tuning, the "scale" comparison, is chapter 00's run: the chapter reads it from 00_adaptation
-)))
+), borrowed=(("00_adaptation", "full fine-tuning"),)))   # the "scale" comparison: chapter 00's runs, same seeds

@@ -24,7 +24,7 @@ import torch
 from ...core.config import PeftConfig
 from .. import chapter, data
 from ..backbones import load_encoder
-from ..train import TrainConfig, embed, fit, fit_probe, predict
+from ..train import TrainConfig, accuracy, embed, fit, fit_probe, predict
 from .grid import BASELINES, Job
 
 TOKENIZER = "<tokenizer>"  # in a method dict: replaced by the encoder's tokenizer (prompt init="labels" needs it)
@@ -141,8 +141,8 @@ def _probe(job, encoder, tokenizer, train_text, train_labels, test_text, test_la
     probe = fit_probe(feats_train, train_labels, seed=job.seed)
     with torch.no_grad():
         preds = probe(feats_test).argmax(-1).tolist()
-    accuracy = sum(p == y for p, y in zip(preds, test_labels_)) / len(test_labels_)
-    return dict(accuracy=accuracy, predictions=encode(preds), trainable=sum(p.numel() for p in probe.parameters()))
+    return dict(accuracy=accuracy(preds, test_labels_), predictions=encode(preds),
+                trainable=sum(p.numel() for p in probe.parameters()))
 
 
 def _curve(losses: list[float], points: int = 20) -> list[float]:

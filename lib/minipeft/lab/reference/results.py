@@ -115,7 +115,8 @@ class Reference:
         self.majority = float(np.bincount(self.labels).max() / len(self.labels))
 
     def runs(self, name: str) -> list[dict]:
-        self.grid.config(name)  # a clear KeyError for a typo
+        if name not in {n for _, n in self.grid.borrowed}:
+            self.grid.config(name)  # a clear KeyError for a typo
         return [r for r in self.records if r["name"] == name]
 
     def accuracies(self, name: str) -> np.ndarray:
@@ -137,19 +138,22 @@ class Reference:
         return stats.learned(self.accuracies(name), self.majority)
 
     def minutes(self, name: str | None = None) -> float:
-        runs = self.records if name is None else self.runs(name)
+        # None: this chapter's own runs (a borrowed configuration's minutes belong to its own chapter)
+        runs = [r for r in self.records if r["chapter"] == self.grid.chapter] if name is None else self.runs(name)
         return sum(r["seconds"] for r in runs) / 60
 
     def table(self):
         import pandas as pd
 
         rows = []
-        for c in self.grid.configs:
-            mean, low, high = self.interval(c.name)
-            first = self.runs(c.name)[0]["metrics"]
-            rows.append(dict(experiment=c.experiment, config=c.name, seeds=len(self.runs(c.name)), accuracy=mean,
+        names = [(c.experiment, c.name) for c in self.grid.configs]
+        names += [(f"from {chapter}", name) for chapter, name in self.grid.borrowed]
+        for experiment, name in names:
+            mean, low, high = self.interval(name)
+            first = self.runs(name)[0]["metrics"]
+            rows.append(dict(experiment=experiment, config=name, seeds=len(self.runs(name)), accuracy=mean,
                              ci_low=low, ci_high=high, trainable=first.get("trainable"),
-                             learned=self.learned(c.name), minutes=self.minutes(c.name)))
+                             learned=self.learned(name), minutes=self.minutes(name)))
         return pd.DataFrame(rows).set_index("config")
 
     def compare(self, a: str, b: str, claim: str = "greater", margin: float = 0.01,
@@ -200,4 +204,6 @@ def load(chapter: str) -> Reference:
     if stale:
         raise StaleReference(f"{chapter}: {len(stale)} run(s) were scored on other test labels than today's split "
                              f"(e.g. {stale[0]}): the data changed. Run {command(chapter)}")
+    for other, name in grid.borrowed:       # another chapter's runs of the same seeds, read (and checked) from its file
+        done.update({r["key"]: r for r in load(other).runs(name)})
     return Reference(grid, done, labels)

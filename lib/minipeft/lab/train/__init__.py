@@ -1,14 +1,15 @@
 """Training for the course: the head, the loop, the memory sampler and the linear probe, one concern per file.
 
     head.py     mean_pool, MeanPoolClassifier
-    loop.py     TrainConfig, fit (with its schedule / extra_loss / after_step hooks), evaluate, predict, make_optimizer
+    loop.py     TrainConfig, fit (with its schedule / extra_loss / after_step hooks), evaluate, predict, accuracy,
+                make_optimizer
     memory.py   PeakRSS
     probe.py    embed (features of a frozen encoder), fit_probe (logistic regression on them)
     multitask.py  fit_multitask: one model on K tasks (round-robin batches), for the multitask prompt
 """
 
 from .head import MeanPoolClassifier, mean_pool
-from .loop import (Epochs, TrainConfig, TrainResult, as_tokenized, device_for, evaluate, fit, length_grouped_batches,
+from .loop import (Epochs, TrainConfig, TrainResult, accuracy, as_tokenized, device_for, evaluate, fit, length_grouped_batches,
                    make_optimizer, predict)
 from .memory import PeakRSS
 from .multitask import MultitaskResult, RoundRobin, fit_multitask

@@ -111,11 +111,18 @@ def predict(model: nn.Module, tokenizer, ds, batch_size: int = 128, max_length: 
     return predictions
 
 
+def accuracy(predictions, labels) -> float:
+    """The share of predictions equal to their label (0.0 for an empty set)."""
+    labels = list(labels)
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels.")
+    return sum(p == y for p, y in zip(predictions, labels)) / max(len(labels), 1)
+
+
 def evaluate(model: nn.Module, tokenizer, ds, batch_size: int = 128, max_length: int = 64,
              device: str | torch.device | None = None) -> float:
     """Accuracy of a classifier on a (raw or tokenised) dataset with a 'label' column."""
-    predictions = predict(model, tokenizer, ds, batch_size, max_length, device)
-    return sum(p == y for p, y in zip(predictions, ds["label"])) / max(len(ds), 1)
+    return accuracy(predict(model, tokenizer, ds, batch_size, max_length, device), ds["label"])
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, gen: torch.Generator, group: int = 50):
@@ -204,7 +211,7 @@ def fit(model: nn.Module, tokenizer, train_ds, eval_ds, config: TrainConfig | No
         if eval_ds is None:
             return None
         predictions = predict(model, tokenizer, eval_ds, config.eval_batch_size, config.max_length, device)
-        return sum(p == y for p, y in zip(predictions, eval_ds["label"])) / max(len(eval_ds), 1)
+        return accuracy(predictions, eval_ds["label"])
 
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
@@ -241,11 +248,11 @@ def fit(model: nn.Module, tokenizer, train_ds, eval_ds, config: TrainConfig | No
                 eval_time += time.perf_counter() - t0
         train_time = time.perf_counter() - start - eval_time
     bar.close()
-    accuracy = score()
-    history.append((len(losses), accuracy))
+    final = score()
+    history.append((len(losses), final))
     trainable, total = trainable_parameters(model)
     return TrainResult(
-        accuracy=accuracy, losses=losses, eval_history=history, steps=len(losses), examples=seen,
+        accuracy=final, losses=losses, eval_history=history, steps=len(losses), examples=seen,
         train_time=train_time, examples_per_s=seen / max(train_time, 1e-9), peak_rss_mb=mem.peak,
         peak_gpu_mb=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         trainable=trainable, total=total, steps_per_epoch=schedule.steps(1.0), predictions=predictions,

@@ -16,12 +16,13 @@ import torch
 from torch import nn
 
 from ...methods.mpt import multitask_prompt, use_task
-from .loop import TrainConfig, as_tokenized, evaluate, fit, length_grouped_batches
+from .loop import TrainConfig, accuracy, as_tokenized, fit, length_grouped_batches, predict
 
 
 @dataclass
 class MultitaskResult:
     accuracy: dict[str, float]          # per task, on its evaluation set, after training
+    predictions: dict[str, list[int]]   # per task, the prediction for every evaluation row (paired tests need them)
     losses: list[tuple[str, float]]     # (task, training loss) per step, in the order the steps ran
     steps: int
     train_time: float                   # seconds in the training loop (evaluation excluded)
@@ -71,10 +72,11 @@ def fit_multitask(model: nn.Module, tokenizer, train_sets: dict, eval_sets: dict
     train = {k: as_tokenized(train_sets[k], tokenizer, config.max_length) for k in names}
     schedule = RoundRobin(model, train, config.batch_size)
     result = fit(model, tokenizer, None, None, config, schedule=schedule)
-    accuracy = {}
+    predictions = {}
     for name in names:
         with use_task(model, name):
-            accuracy[name] = evaluate(model, tokenizer, eval_sets[name], config.eval_batch_size, config.max_length)
-    return MultitaskResult(accuracy=accuracy, losses=[(schedule.task_of(i), loss) for i, loss in enumerate(result.losses)],
+            predictions[name] = predict(model, tokenizer, eval_sets[name], config.eval_batch_size, config.max_length)
+    return MultitaskResult(accuracy={k: accuracy(p, eval_sets[k]["label"]) for k, p in predictions.items()},
+                           predictions=predictions, losses=[(schedule.task_of(i), loss) for i, loss in enumerate(result.losses)],
                            steps=result.steps, train_time=result.train_time, trainable=result.trainable,
                            total=result.total)
