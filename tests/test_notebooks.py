@@ -89,3 +89,23 @@ def test_unanswered_student_notebook_runs_and_gives_hints(source):
         assert any(h in text for h in hints), f"{question}: no hint shown in\n{text}"
     source_text = source.read_text()
     assert "BEGIN SOLUTION" in source_text and "BEGIN SOLUTION" not in student.read_text()
+
+
+def test_a_widget_cell_runs_headless_without_the_output_widget_mirror(tmp_path):
+    """nbclient's mirror of an Output widget writes to the kernel's shell channel while the reply to the cell is being
+    read from it (jupyter/nbclient#312): the runbook turns the mirror off, and what `interact` prints is kept."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from minipeft.lab.runbook import notebook_client
+
+    nb = new_notebook(cells=[
+        new_code_cell("import ipywidgets as widgets\nwidgets.interact(lambda x: print('twice:', 2 * x), x=21);"),
+        new_code_cell("print('next cell ran')")])
+    path = tmp_path / "widget.ipynb"
+    nbformat.write(nb, path)
+    done, _ = execute(path)
+    text = "\n".join(o.get("text", "") for cell in done.cells for o in cell.outputs)
+    assert "twice: 42" in text and "next cell ran" in text
+    client = notebook_client(new_notebook())
+    assert client.comm_open_handlers["jupyter.widget"]({"content": {}}) is None

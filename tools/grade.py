@@ -155,7 +155,7 @@ def _cell_name(cell) -> str:
 def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: float, budget: float,
          quick: bool) -> Grade:
     """Execute the submission in grading mode in `work`; the results are read from what the kernel saved."""
-    from nbclient import NotebookClient
+    from minipeft.lab.runbook import notebook_client
     from nbclient.exceptions import DeadKernelError
     from nbformat.v4 import new_code_cell
     from otter.execute.logging import start_server
@@ -198,7 +198,7 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
                 grade.problems.append(f"{_cell_name(cell)} raised {content.get('ename')}"
                                       + (f": {message[0][:200]}" if message else ""))
 
-        client = NotebookClient(
+        client = notebook_client(
             nb, timeout_func=timeout, interrupt_on_timeout=True, allow_errors=True, kernel_name="python3",
             error_on_timeout={"ename": "CellTimeoutError", "evalue": "", "traceback": []},
             shutdown_kernel="immediate", resources={"metadata": {"path": str(work)}},

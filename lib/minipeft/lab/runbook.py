@@ -15,19 +15,32 @@ import time
 from pathlib import Path
 
 
+def notebook_client(nb, **kwargs):
+    """An nbclient NotebookClient for headless runs, without nbclient's mirror of ipywidgets' Output widgets.
+
+    That mirror sends the widget's state to the kernel on the shell channel while the same channel is being polled
+    for the cell's reply; now and then the next cell's request then waited a whole cell timeout before it was sent
+    (jupyter/nbclient#312; seen here once in about a dozen runs, right after an ``interact`` cell: 900 s). Without
+    it, what a widget prints lands in the cell's own outputs, which is what an executed copy wants anyway."""
+    from nbclient import NotebookClient
+
+    client = NotebookClient(nb, **kwargs)
+    client.comm_open_handlers["jupyter.widget"] = lambda msg: None    # keep the state, mirror nothing
+    return client
+
+
 def execute(path: str | Path, quick: bool = False, timeout: int = 600, out: str | Path | None = None,
             cwd: str | Path | None = None):
     """Run one notebook in a fresh kernel. Returns (executed notebook, seconds). Raises on the first failing cell."""
     import nbformat
-    from nbclient import NotebookClient
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     env_before = os.environ.get("MINIPEFT_QUICK")
     os.environ["MINIPEFT_QUICK"] = "1" if quick else "0"  # the kernel inherits this process's environment
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(cwd or path.parent)}})
+        client = notebook_client(nb, timeout=timeout, kernel_name="python3",
+                                 resources={"metadata": {"path": str(cwd or path.parent)}})
         start = time.perf_counter()
         client.execute()
         seconds = time.perf_counter() - start
