@@ -97,8 +97,11 @@ def summary(chapter: str) -> str:
     from .results import load
 
     ref = load(chapter)
-    lines = [f"**{chapter}** ({len(ref.records)} runs, {ref.minutes():.0f} min of wall time in all, "
-             f"{ref.records[0]['hardware']['cpu']}, {ref.records[0]['hardware']['threads']} threads; "
+    own = [r for r in ref.records if r["chapter"] == chapter]
+    borrowed = f" + {len(ref.records) - len(own)} borrowed" if len(own) < len(ref.records) else ""
+    lines = [f"**{chapter}** ({len(own)} runs{borrowed}; their times add up to {ref.minutes():.0f} min, which is the "
+             f"wall time only when one job runs at a time; {own[0]['hardware']['cpu']}, "
+             f"{own[0]['hardware']['threads']} thread{'s' if own[0]['hardware']['threads'] != 1 else ''} per job; "
              f"majority class {ref.majority:.3f})", "",
              "| experiment | configuration | seeds | test accuracy: mean [95 % interval] | median min per run |",
              "|---|---|---:|---|---:|"]
