@@ -96,3 +96,52 @@ def test_top_layer_needs_a_valid_k():
     model = chapter.classifier(mp.tiny_encoder(), "head")
     with pytest.raises(ValueError, match="between 1 and"):
         chapter.train_top_layers(model, k=3)
+
+
+# --------------------------------------------------------------------------------------------- methods with fit hooks
+ALL_SIX = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
+
+
+def test_planned_steps_is_what_fit_takes():
+    tok, ds = _Tok(), _data(24)
+    for epochs, batch, max_steps in [(1.0, 8, None), (2.0, 5, None), (0.5, 8, None), (3.0, 8, 4)]:
+        config = train.TrainConfig(epochs=epochs, batch_size=batch, max_steps=max_steps, progress=False)
+        result = train.fit(chapter.classifier(mp.tiny_encoder(), "head"), tok, ds, None, config)
+        assert train.planned_steps(len(ds), config) == result.steps
+
+
+def test_run_fits_adalora_to_the_run_and_gives_it_its_hooks():
+    """chapter.run sets AdaLoRA's total_steps from the run, adds the penalty and the allocator, then the caller's
+    recorder (which sees the budget just allocated); the final budget is reached on every matrix type."""
+    from minipeft.methods.adalora import rank_pattern
+
+    tok, ds = _Tok(), _data(48)
+    seen, penalties = [], []
+
+    def recorder(model, step):
+        seen.append((step, sum(sum(p) for p in rank_pattern(model).values())))
+
+    config = train.TrainConfig(epochs=2, batch_size=8, lr=1e-2, seed=0, progress=False)   # 12 steps
+    method = mp.AdaLoRAConfig(init_r=4, target_r=2, tinit=2, tfinal=3, targets=ALL_SIX)
+    model, result = chapter.run(mp.tiny_encoder(), tok, ds, ds, method, config, after_step=recorder,
+                                extra_loss=lambda m: penalties.append(1) or torch.zeros(()))
+    fitted = model.minipeft_configs[0]
+    assert method.total_steps is None                                   # the caller's config is not changed
+    assert fitted.total_steps == result.steps == 12 and fitted.tinit == 2 and fitted.tfinal == 3
+    assert [s for s, _ in seen] == list(range(12)) and len(penalties) == 12
+    assert seen[0][1] == 4 * 12 and seen[-1][1] == 2 * 12              # 12 matrices: full budget -> target budget
+    hooks = chapter.method_hooks(model, 12)
+    assert set(hooks) == {"extra_loss", "after_step"}
+    assert chapter.method_hooks(chapter.classifier(mp.tiny_encoder(), mp.LoRAConfig(r=2)), 12) == {}
+
+
+def test_a_schedule_written_for_another_length_is_stretched_and_a_mismatch_refused():
+    method = mp.AdaLoRAConfig(init_r=4, target_r=2, total_steps=320, tinit=32, tfinal=80, delta_t=10)
+    short = method.for_steps(10)
+    assert (short.total_steps, short.tinit, short.tfinal, short.delta_t) == (10, 1, 2, 1)
+    assert method.for_steps(320) == method and method.for_steps(320) is not method
+    no_penalty = mp.AdaLoRAConfig(init_r=4, target_r=2, orth_reg_weight=0.0).for_steps(12)
+    model = chapter.classifier(mp.tiny_encoder(), no_penalty)
+    assert set(chapter.method_hooks(model, 12)) == {"after_step"}      # γ = 0: no penalty term at all
+    with pytest.raises(ValueError, match="ends at total_steps=12, but this run takes 30"):
+        chapter.method_hooks(model, 30)

@@ -186,3 +186,16 @@ def test_the_course_cites_the_notes_by_title_not_by_file():
         for file in sorted((ROOT / folder).glob("*.*")):
             if file.suffix in (".ipynb", ".md"):
                 assert not pattern.search(file.read_text(encoding="utf-8")), f"{file} cites a notes file by name"
+
+
+def test_an_adalora_job_trains_with_its_hooks_and_stores_its_rank_pattern():
+    """Chapter 05's AdaLoRA job on a slice (2 optimizer steps): chapter.run stretches its 319-step schedule to the
+    run, the allocator reaches the final budget, and the adalora_ranks analysis stores one rank per matrix."""
+    from minipeft.lab.reference.jobs import run_job
+
+    job = GRIDS["05_adalora"].job("adalora 12→8/seed=0")
+    record = run_job(job, limit=64, progress=False)
+    ranks = record["metrics"]["adalora_ranks"]
+    assert record["metrics"]["steps"] == 2 and len(ranks) == 36
+    assert sum(ranks.values()) == 8 * 36 and all(0 <= r <= 12 for r in ranks.values())
+    assert "layer.5.intermediate.dense" in ranks and "layer.0.attention.self.query" in ranks

@@ -4,6 +4,10 @@ A method brings a dataclass subclassing PeftConfig: WHERE (``targets``) and HOW 
 ``inject`` calls in this order, each before anything is edited except the last two:
 
     validate()  ->  prepare(model)  ->  wrap(module, name) per target  ->  [edit]  attach(model)  ->  freeze
+
+and, for training, ``for_steps(steps)`` (the config for a run of that length) and ``fit_hooks(model, steps)`` (the loss
+term and per-step hook the method needs): ``minipeft.lab.chapter.run`` applies both, so a method that needs them
+(AdaLoRA) trains through the same code as every other.
 """
 
 from __future__ import annotations
@@ -46,6 +50,18 @@ class PeftConfig:
     def extra_trainable(self, model: nn.Module) -> Iterable[str]:
         """Names of existing parameters to unfreeze (BitFit's biases, Houlsby's LayerNorms). Default: none."""
         return ()
+
+    # -- what a method needs from the training run (minipeft.lab.chapter.run and the reference runs call these)
+    def for_steps(self, steps: int) -> "PeftConfig":
+        """This config for a run of ``steps`` optimizer steps (AdaLoRA's budget schedule must end with the run).
+        Default: the config itself; most methods do not care how long they train."""
+        return self
+
+    def fit_hooks(self, model: nn.Module, steps: int) -> dict:
+        """The hooks of ``minipeft.lab.train.fit`` (``extra_loss``, ``after_step``) that a model carrying this config
+        needs for a run of ``steps`` optimizer steps (AdaLoRA: its orthogonality penalty and its budget allocator).
+        Default: none."""
+        return {}
 
     def to_peft(self, model: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
         """(adapter_config.json dict, adapter_model.safetensors state) in Hugging Face peft's format.

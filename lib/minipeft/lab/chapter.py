@@ -4,6 +4,7 @@ a method injected (or only the head trained, or everything), one training run.
     model = chapter.classifier(encoder, mp.LoRAConfig(r=8), seed=0)          # ready to train
     model, result = chapter.run(encoder, tok, train_ds, eval_ds, mp.LoRAConfig(r=8), train.TrainConfig(lr=3e-3))
     chapter.majority_accuracy(eval_ds["label"])                               # the bar every run must clear
+    chapter.run(encoder, tok, train_ds, eval_ds, mp.AdaLoRAConfig(tinit=3, tfinal=5), config)   # schedule + hooks set
 
 ``method`` is a minipeft config (its method is injected; the new head always trains with it), ``"head"`` (a probe
 trained through the loop: only the head learns), ``"top"`` (the top encoder layer and the head) or ``"full"`` (full
@@ -22,7 +23,7 @@ from torch import nn
 
 from ..core.config import PeftConfig
 from ..core.inject import inject
-from .train import MeanPoolClassifier, TrainConfig, TrainResult, fit
+from .train import MeanPoolClassifier, TrainConfig, TrainResult, fit, planned_steps
 
 HEAD = "head"  # MeanPoolClassifier's classification layer
 METHODS = ("head", "top", "full")
@@ -78,9 +79,38 @@ def classifier(encoder: nn.Module, method: PeftConfig | str = "head", *, seed: i
     return inject(model, method)
 
 
+def method_hooks(model: nn.Module, steps: int, extra_loss=None, after_step=None) -> dict:
+    """The ``fit`` hooks for a run of ``steps`` optimizer steps: those the methods on ``model`` need (each config's
+    ``fit_hooks``: AdaLoRA's orthogonality penalty and budget allocator), then the caller's own (a recorder runs
+    after the method's step, so it sees the budget just allocated). Several hooks of one kind are combined: the
+    losses added, the step hooks called in turn."""
+    losses, steps_hooks = [], []
+    for config in getattr(model, "minipeft_configs", []):
+        hooks = config.fit_hooks(model, steps)
+        losses += [hooks["extra_loss"]] if "extra_loss" in hooks else []
+        steps_hooks += [hooks["after_step"]] if "after_step" in hooks else []
+    losses += [extra_loss] if extra_loss is not None else []
+    steps_hooks += [after_step] if after_step is not None else []
+    out = {}
+    if losses:
+        out["extra_loss"] = losses[0] if len(losses) == 1 else (lambda m: sum(f(m) for f in losses))
+    if steps_hooks:
+        out["after_step"] = steps_hooks[0] if len(steps_hooks) == 1 else (
+            lambda m, step: [f(m, step) for f in steps_hooks][-1])
+    return out
+
+
 def run(encoder: nn.Module, tokenizer, train_ds, eval_ds, method: PeftConfig | str = "head",
-        config: TrainConfig | None = None, **fit_hooks) -> tuple[MeanPoolClassifier, TrainResult]:
-    """classifier(encoder, method, seed=config.seed), then fit: returns (trained model, TrainResult)."""
+        config: TrainConfig | None = None, *, extra_loss=None, after_step=None
+        ) -> tuple[MeanPoolClassifier, TrainResult]:
+    """classifier(encoder, method, seed=config.seed), then fit: returns (trained model, TrainResult).
+
+    The method is fitted to the run first (``method.for_steps``: AdaLoRA's schedule ends with the run) and trains with
+    the hooks it needs (``method_hooks``); ``extra_loss`` / ``after_step`` add your own (e.g. a recorder)."""
     config = config or TrainConfig()
+    steps = planned_steps(len(train_ds), config)
+    if isinstance(method, PeftConfig):
+        method = method.for_steps(steps)
     model = classifier(encoder, method, seed=config.seed)
-    return model, fit(model, tokenizer, train_ds, eval_ds, config, **fit_hooks)
+    hooks = method_hooks(model, steps, extra_loss=extra_loss, after_step=after_step)
+    return model, fit(model, tokenizer, train_ds, eval_ds, config, **hooks)

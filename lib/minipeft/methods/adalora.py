@@ -53,11 +53,15 @@ with k = (total rank − budget), and every triplet scoring ≤ it is dropped (t
     fit(model, tok, train, val, TrainConfig(max_steps=1000),
         extra_loss=orthogonal_regularization, after_step=update_and_allocate)
     rank_pattern(model)     # {"encoder.layer.0.attention.self.query": [True, False, ...], ...}
+
+or, letting the run set total_steps and the hooks (config.for_steps, config.fit_hooks; what the chapters use):
+
+    model, result = minipeft.lab.chapter.run(encoder, tok, train, val, AdaLoRAConfig(tinit=10, tfinal=20), config)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -208,6 +212,30 @@ class AdaLoRAConfig(PeftConfig):
             return b_target, True
         remaining = 1 - (step - tinit) / (T - tfinal - tinit)    # 1 -> 0 over the reduction phase
         return int((b_init - b_target) * remaining ** 3 + b_target), step % self.delta_t == 0
+
+    # -- the training run: its length sets the schedule; the loop gets the penalty and the allocator
+    def for_steps(self, steps: int) -> "AdaLoRAConfig":
+        """This config for a run of ``steps`` optimizer steps: total_steps = steps. A schedule written for another
+        length (total_steps given) is stretched to this one: tinit, tfinal and delta_t scale by steps / total_steps,
+        so a short run (quick mode, a slice of the data) keeps the same shape of b(t)."""
+        check_int(steps, "the run's number of optimizer steps", "319")
+        if self.total_steps is None or self.total_steps == steps:
+            return replace(self, total_steps=steps)
+        scale = steps / self.total_steps
+        return replace(self, total_steps=steps, tinit=round(self.tinit * scale), tfinal=round(self.tfinal * scale),
+                       delta_t=max(1, round(self.delta_t * scale)))
+
+    def fit_hooks(self, model: nn.Module, steps: int) -> dict:
+        """Algorithm 1's two additions to a training step: γ·R added to the loss (none when γ = 0) and
+        update_and_allocate after every optimizer step. Refuses a run whose length is not the schedule's."""
+        if self.total_steps != steps:
+            raise ValueError(f"AdaLoRA's budget schedule ends at total_steps={self.total_steps}, but this run takes "
+                             f"{steps} optimizer steps: the budget would never reach (or overshoot) its target. Build "
+                             f"the config with config.for_steps({steps}) (minipeft.lab.chapter.run does it for you).")
+        hooks = {"after_step": update_and_allocate}
+        if self.orth_reg_weight > 0:
+            hooks["extra_loss"] = orthogonal_regularization
+        return hooks
 
     def to_peft(self, model: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
         layers = adalora_layers(model, self)

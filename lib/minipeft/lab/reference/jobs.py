@@ -24,7 +24,7 @@ import torch
 from ...core.config import PeftConfig
 from .. import chapter, data
 from ..backbones import load_encoder
-from ..train import TrainConfig, accuracy, embed, fit, fit_probe, predict
+from ..train import TrainConfig, accuracy, embed, fit_probe, predict
 from .grid import BASELINES, Job
 
 TOKENIZER = "<tokenizer>"  # in a method dict: replaced by the encoder's tokenizer (prompt init="labels" needs it)
@@ -82,7 +82,15 @@ def adapter_layer_ablation(model, tokenizer, test, settings) -> dict:
     return out
 
 
-ANALYSES = {"adapter_layer_ablation": adapter_layer_ablation}
+def adalora_ranks(model, tokenizer, test, settings) -> dict:
+    """AdaLoRA §4.4: the final rank of every adapted matrix, {"layer.0.attention.self.query": 7, ...} (the triplets
+    the last allocation kept): where the budget went, for chapter 05's heatmap."""
+    from ...methods.adalora import rank_pattern
+
+    return {name.split("encoder.encoder.", 1)[-1]: sum(keep) for name, keep in rank_pattern(model).items()}
+
+
+ANALYSES = {"adapter_layer_ablation": adapter_layer_ablation, "adalora_ranks": adalora_ranks}
 
 
 # --------------------------------------------------------------------------------------------- one job
@@ -110,9 +118,9 @@ def run_job(job: Job, limit: int | None = None, progress: bool = True) -> dict:
         metrics = _probe(job, encoder, tokenizer, rt["train"]["text"][:len(train)], train["label"],
                          rt["test"]["text"][:len(test)], test["label"], settings, progress)
     else:
-        model = chapter.classifier(encoder, method, seed=job.seed)
-        result = fit(model, tokenizer, train, test, TrainConfig(**settings, seed=job.seed, progress=progress,
-                                                                desc=f"{job.chapter} {job.id}"))
+        # the same call as a chapter's live cells: the method fitted to the run's length, with the hooks it needs
+        model, result = chapter.run(encoder, tokenizer, train, test, method, TrainConfig(
+            **settings, seed=job.seed, progress=progress, desc=f"{job.chapter} {job.id}"))
         tail = result.losses[-max(1, len(result.losses) // 10):]
         metrics = dict(accuracy=result.accuracy, predictions=encode(result.predictions), steps=result.steps,
                        examples=result.examples, trainable=result.trainable, total=result.total,

@@ -2,7 +2,7 @@
 
     head.py     mean_pool, MeanPoolClassifier
     loop.py     TrainConfig, fit (with its schedule / extra_loss / after_step hooks), evaluate, predict, accuracy,
-                make_optimizer
+                make_optimizer, planned_steps (how many steps a run will take)
     memory.py   PeakRSS
     probe.py    embed (features of a frozen encoder), fit_probe (logistic regression on them)
     multitask.py  fit_multitask: one model on K tasks (round-robin batches), for the multitask prompt
@@ -10,7 +10,7 @@
 
 from .head import MeanPoolClassifier, mean_pool
 from .loop import (Epochs, TrainConfig, TrainResult, accuracy, as_tokenized, device_for, evaluate, fit, length_grouped_batches,
-                   make_optimizer, predict)
+                   make_optimizer, planned_steps, predict)
 from .memory import PeakRSS
 from .multitask import MultitaskResult, RoundRobin, fit_multitask
 from .probe import embed, fit_probe

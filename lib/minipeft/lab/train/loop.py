@@ -155,6 +155,13 @@ def make_optimizer(model: nn.Module, config: TrainConfig, total_steps: int):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def planned_steps(train_size: int, config: TrainConfig) -> int:
+    """The optimizer steps ``fit`` takes on ``train_size`` examples with ``config`` (epochs, batch size, max_steps):
+    what a method whose schedule depends on the run's length (AdaLoRA's budget) must know before training."""
+    steps = max(1, math.ceil(config.epochs * math.ceil(train_size / config.batch_size)))
+    return steps if config.max_steps is None else min(steps, config.max_steps)
+
+
 class Epochs:
     """The default schedule: shuffled passes over one (tokenised) training set, similar lengths batched together.
 
@@ -168,7 +175,7 @@ class Epochs:
         self.steps_per_epoch = math.ceil(len(train) / batch_size)
 
     def steps(self, epochs: float) -> int:
-        return max(1, math.ceil(epochs * self.steps_per_epoch))
+        return planned_steps(len(self.train), TrainConfig(epochs=epochs, batch_size=self.batch_size))
 
     def __call__(self, gen: torch.Generator) -> Iterator[tuple[object, list[int], ContextManager]]:
         while True:  # a new shuffle every epoch
