@@ -96,12 +96,13 @@ def delta_spectra(model, tokenizer, test, settings) -> dict:
     Stored compactly: ``sv`` the singular values σ_i / σ_1 averaged over the matrices (4 significant digits), and per
     matrix ``rank`` (numerical rank at float32's tolerance, torch's default) and ``erank`` (effective rank exp(entropy of σ / Σσ),
     Roy & Vetterli 2007: how many directions carry the update)."""
+    from ...core.layers import LinearDeltaLayer
     from ...lowrank import effective_rank
 
     svs, ranks, eranks = [], {}, {}
     with torch.no_grad():
         for name, module in model.named_modules():
-            if not hasattr(module, "delta_weight") or not hasattr(module, "base_layer"):
+            if not isinstance(module, LinearDeltaLayer):
                 continue
             delta = module.delta_weight()                                    # (d_out, d_in), float32
             s = torch.linalg.svdvals(delta.double())
