@@ -160,8 +160,8 @@ _add(Grid("07_scaling", note="IA3 and BitFit (all biases; q + FFN-in) at the tin
 # chapter 02's head only. Run here:
 #   where (their Fig. 5): LoRA on the attention (Wq, Wv, r = 20) vs on the FFN (in, out, r = 8) at an EQUAL budget:
 #       attention 2 · 20 · (384 + 384) = 30,720 per layer;  FFN 2 · 8 · (384 + 1536) = 30,720 per layer
-#   the scaling s (their §4.4, Table 5): the parallel adapter m = 64 with s = 4 vs chapter 01's s = 1
-#   MAM (their §4.5): prefix n = 10 (MLP) on attention + the scaled parallel adapter on the FFN, vs each part alone
+#   the scaling s (their §4.5, Table 5): the parallel adapter m = 64 with s = 4 vs chapter 01's s = 1
+#   MAM (their §4.6): prefix n = 10 (MLP) on attention + the scaled parallel adapter on the FFN, vs each part alone
 #       (their MAM uses l = 30 and a 512-wide adapter on much larger models; ours keeps the parts chapters 01 and 03
 #       ran, so each part's own runs are the baselines)
 # Learning rates: the parts' own (1e-3 for LoRA, adapters and the MLP prefix, as in chapters 01-03); MAM trains both
