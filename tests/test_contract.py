@@ -92,6 +92,7 @@ METHODS = {
                    wrong=EMBEDDING, refusal="Conv1D"),
     "lokr": Method(mp.LoKrConfig, dict(r=2), (dict(decompose_factor=0), ValueError), merge=True,
                    peft=("bert", "llama"), wrong=EMBEDDING, refusal="Conv1D"),
+    "pfedpara": Method(mp.PFedParaConfig, dict(r=2), (dict(r=0), ValueError), merge=True, wrong=EMBEDDING),
 }
 
 

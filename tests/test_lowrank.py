@@ -121,3 +121,11 @@ def test_amplification():
 def test_bad_inputs(call, error, phrase):
     with pytest.raises(error, match=phrase):
         call()
+
+
+def test_effective_rank_counts_the_directions_that_carry_a_matrix():
+    assert lr.effective_rank(torch.eye(5)) == pytest.approx(5.0)
+    assert lr.effective_rank(torch.outer(torch.arange(1.0, 4), torch.ones(6))) == pytest.approx(1.0)
+    assert lr.effective_rank(torch.diag(torch.tensor([1.0, 1.0, 0.0]))) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="all zeros"):
+        lr.effective_rank(torch.zeros(3, 3))

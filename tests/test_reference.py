@@ -199,3 +199,37 @@ def test_an_adalora_job_trains_with_its_hooks_and_stores_its_rank_pattern():
     assert record["metrics"]["steps"] == 2 and len(ranks) == 36
     assert sum(ranks.values()) == 8 * 36 and all(0 <= r <= 12 for r in ranks.values())
     assert "layer.5.intermediate.dense" in ranks and "layer.0.attention.self.query" in ranks
+
+
+def test_chapter_06_grid_compares_its_methods_at_equal_parameters_on_minilm_shapes():
+    """LoHa, LoKr and KronA each spend what LoRA r=16 (chapter 02's configuration) spends on W_q, W_v: within 0.1 %,
+    counted on a BERT with MiniLM's shapes (d = 384, 6 layers, vocabulary cut to keep it small)."""
+    import minipeft as mp
+    from minipeft.core.params import trainable_parameters
+    from minipeft.lab.backbones import tiny_encoder
+    from minipeft.lab.reference.jobs import build_method
+
+    grid = GRIDS["06_kronecker"]
+    counts = {}
+    configs = {name: grid.config(name).method for name in ("loha r=8", "lokr f=3 r=48", "krona 3x4")}
+    configs["qv r=16"] = grid.config("lora r=16").method
+    assert configs["qv r=16"] == GRIDS["02_lora"].config("qv r=16").method
+    for name, method in configs.items():
+        model = tiny_encoder(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+        counts[name] = trainable_parameters(mp.inject(model, build_method(method, None)))[0]
+    assert counts["qv r=16"] == 12 * 16 * 768
+    for name, n in counts.items():
+        assert abs(n - counts["qv r=16"]) / counts["qv r=16"] < 1e-3, counts
+    assert grid.borrowed == (("02_lora", "head only"),)
+
+
+def test_a_chapter_06_job_stores_the_spectrum_of_every_delta_w():
+    """Chapter 06's KronA job on a slice (2 optimizer steps): the delta_spectra analysis stores one rank and one
+    effective rank per adapted matrix (12) and the mean normalised spectrum (384 values, starting at 1)."""
+    from minipeft.lab.reference.jobs import run_job
+
+    record = run_job(GRIDS["06_kronecker"].job("krona 3x4/seed=0"), limit=64, progress=False)
+    spectra = record["metrics"]["delta_spectra"]
+    assert record["metrics"]["steps"] == 2 and len(spectra["rank"]) == 12 and len(spectra["erank"]) == 12
+    assert len(spectra["sv"]) == 384 and spectra["sv"][0] == 1.0
+    assert all(1 <= r <= 288 for r in spectra["rank"].values())

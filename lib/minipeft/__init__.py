@@ -34,6 +34,7 @@ from .methods.ia3 import IA3Config
 from .methods.kronecker import KronABConfig, KronAConfig
 from .methods.lokr import LoKrConfig
 from .methods.lora import LoRAConfig
+from .methods.pfedpara import PFedParaConfig
 from .methods.mpt import MPTConfig, set_task, use_task
 from .methods.prefix import PrefixConfig, fold_prefix, prefix_attention_mass, prefix_table
 from .methods.prompt import PromptConfig

@@ -92,6 +92,17 @@ def rank_for_error(M: torch.Tensor, tol: float) -> int:
     return int((error_curve(M) <= tol + 1e-12).nonzero()[0].item())
 
 
+def effective_rank(M: torch.Tensor) -> float:
+    """exp(entropy of p_i = σ_i / Σ σ): how many directions carry M (Roy & Vetterli 2007). 1 for a rank-one matrix,
+    k for k equal singular values, min(m, n) for an orthogonal matrix; a spread-out spectrum scores high."""
+    s = singular_values(M)
+    if s.sum() == 0:
+        raise ValueError("M is all zeros: its effective rank is undefined (did the zero factor stay at zero?).")
+    p = s / s.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
 # --------------------------------------------------------------------------------------------- subspaces (LoRA §7)
 def top_subspace(M: torch.Tensor, k: int, side: str = "right") -> torch.Tensor:
     """Orthonormal basis of the top-k singular subspace of M, as columns.

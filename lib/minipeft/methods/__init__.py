@@ -7,4 +7,5 @@
     softprompt.py the input hook that prompt tuning, P-tuning and MPT share
     ia3.py        IA3                           bitfit.py    BitFit
     kronecker.py  KronA, KronA^B(_res)          hadamard.py  LoHa / FedPara     lokr.py   LoKr
+    pfedpara.py  pFedPara (W1 shared ⊙ (W2 local + 1))
 """

@@ -98,3 +98,31 @@ _add(Grid("05_adalora", note="AdaLoRA vs LoRA at an equal final budget (total ra
                                       "delta_t": 10}, {"lr": ADALORA_LR}, after=("adalora_ranks",)),
     Config("budget", "lora r=8", {"method": "lora", "r": 8, "alpha": 16, "targets": ALL_SIX}, {"lr": 1e-3}),
 ), borrowed=(("02_lora", "head only"),)))
+
+# Chapter 06. LoRA vs LoHa vs LoKr vs KronA at EQUAL trainable parameters on the same targets: W_q and W_v of every
+# layer (12 matrices of 384 × 384), ≈ 12,288 numbers per matrix, as LoRA r = 16 spends them (r · (384 + 384)):
+#   LoRA  r = 16                      16 · 768                       = 12,288   rank(ΔW) ≤ 16
+#   LoHa  r = 8                       2 · 8 · 768                    = 12,288   rank(ΔW) ≤ 8² = 64
+#   LoKr  decompose_factor 3, r = 48  w1 3×3 + w2 (128×48)(48×128)   = 12,297   rank(ΔW) ≤ 3 · 48 = 144
+#   KronA A 3×4 ⊗ B 128×96            12 + 12,288                    = 12,300   rank(ΔW) ≤ 3 · 96 = 288
+# (tests/test_reference.py counts them on MiniLM's shapes). LoRA r = 16 is chapter 02's configuration run again here
+# with the "delta_spectra" analysis (chapter 02 stored no ΔW); the head-only baseline is chapter 02's runs (same
+# config, seeds and data): borrowed, not run again. LoRA keeps chapter 02's lr; each other method gets its own, set from
+# how fast its ΔW moves at initialisation under Adam (one factor starts at 0 and moves ≈ lr per entry per step):
+# LoRA's ΔW entries move ≈ lr · 0.12 per step, LoHa's ≈ 10× slower (its ΔW is a product of two small matrices),
+# LoKr's ≈ 4× slower, KronA's ≈ 2× faster. Not tuned further: the chapter says so next to its verdicts.
+# The "delta_spectra" analysis stores, per run, the singular values of every learned ΔW (mean over the 12 matrices,
+# each divided by its largest) and each matrix's numerical and effective rank: chapter 06's spectrum figure.
+# Cost, measured: 36 min of wall time as 2 jobs of 1 thread on quiet cores (5.2–6.4 min per run, two at a time;
+# docs/reference.md).
+_add(Grid("06_kronecker", note="LoRA r=16 vs LoHa, LoKr and KronA at equal parameters on Wq, Wv (+ ΔW spectra)",
+          configs=(
+    Config("equal params", "lora r=16", {"method": "lora", "r": 16, "alpha": 16, "targets": QV}, {"lr": 1e-3},
+           after=("delta_spectra",)),
+    Config("equal params", "loha r=8", {"method": "loha", "r": 8, "alpha": 8, "targets": QV}, {"lr": 5e-3},
+           after=("delta_spectra",)),
+    Config("equal params", "lokr f=3 r=48", {"method": "lokr", "r": 48, "alpha": 48, "decompose_factor": 3,
+                                             "targets": QV}, {"lr": 3e-3}, after=("delta_spectra",)),
+    Config("equal params", "krona 3x4", {"method": "krona", "a_shape": [3, 4], "scale": 1.0, "targets": QV},
+           {"lr": 1e-3}, after=("delta_spectra",)),
+), borrowed=(("02_lora", "head only"),)))

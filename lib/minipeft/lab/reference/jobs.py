@@ -90,7 +90,32 @@ def adalora_ranks(model, tokenizer, test, settings) -> dict:
     return {name.split("encoder.encoder.", 1)[-1]: sum(keep) for name, keep in rank_pattern(model).items()}
 
 
-ANALYSES = {"adapter_layer_ablation": adapter_layer_ablation, "adalora_ranks": adalora_ranks}
+def delta_spectra(model, tokenizer, test, settings) -> dict:
+    """The spectrum of every learned ΔW (any method with ``delta_weight``): full-rank vs low-rank, for chapter 06.
+
+    Stored compactly: ``sv`` the singular values σ_i / σ_1 averaged over the matrices (4 significant digits), and per
+    matrix ``rank`` (numerical rank at float32's tolerance, torch's default) and ``erank`` (effective rank exp(entropy of σ / Σσ),
+    Roy & Vetterli 2007: how many directions carry the update)."""
+    from ...core.layers import LinearDeltaLayer
+    from ...lowrank import effective_rank
+
+    svs, ranks, eranks = [], {}, {}
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if not isinstance(module, LinearDeltaLayer):
+                continue
+            delta = module.delta_weight()                                    # (d_out, d_in), float32
+            s = torch.linalg.svdvals(delta.double())
+            key = name.split("encoder.encoder.", 1)[-1]
+            ranks[key] = int(torch.linalg.matrix_rank(delta))                # float32's tolerance: its rounding is noise
+            eranks[key] = round(effective_rank(delta), 2)
+            svs.append(s / s[0] if s[0] > 0 else s)
+    mean = torch.stack(svs).mean(0) if svs else torch.zeros(0)
+    return dict(sv=[float(f"{v:.4g}") for v in mean.tolist()], rank=ranks, erank=eranks)
+
+
+ANALYSES = {"adapter_layer_ablation": adapter_layer_ablation, "adalora_ranks": adalora_ranks,
+            "delta_spectra": delta_spectra}
 
 
 # --------------------------------------------------------------------------------------------- one job

@@ -6,11 +6,13 @@
     memory.py   PeakRSS
     probe.py    embed (features of a frozen encoder), fit_probe (logistic regression on them)
     multitask.py  fit_multitask: one model on K tasks (round-robin batches), for the multitask prompt
+    federated.py  fedavg_training: a simulated federated round over clients (FedAvg of the trainable state)
 """
 
 from .head import MeanPoolClassifier, mean_pool
 from .loop import (Epochs, TrainConfig, TrainResult, accuracy, as_tokenized, device_for, evaluate, fit, length_grouped_batches,
                    make_optimizer, planned_steps, predict)
 from .memory import PeakRSS
+from .federated import FederatedResult, fedavg, fedavg_training, numbers_sent, shared_state
 from .multitask import MultitaskResult, RoundRobin, fit_multitask
 from .probe import embed, fit_probe
