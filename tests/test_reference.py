@@ -233,3 +233,55 @@ def test_a_chapter_06_job_stores_the_spectrum_of_every_delta_w():
     assert record["metrics"]["steps"] == 2 and len(spectra["rank"]) == 12 and len(spectra["erank"]) == 12
     assert len(spectra["sv"]) == 384 and spectra["sv"][0] == 1.0
     assert all(1 <= r <= 288 for r in spectra["rank"].values())
+
+
+def test_chapter_07_grid_spends_the_tiniest_budgets_on_minilm_shapes():
+    """IA3 (the paper's l_k, l_v, l_ff), BitFit on every bias and on §4's q + FFN-in subset, counted on a BERT with
+    MiniLM's shapes, with and without the 770-number head; LoRA r = 1, 4, 16 and the head are chapter 02's."""
+    import minipeft as mp
+    from minipeft.core.params import trainable_parameters
+    from minipeft.lab import chapter
+    from minipeft.lab.backbones import tiny_encoder
+    from minipeft.lab.reference.jobs import build_method
+
+    def minilm_shapes():
+        return tiny_encoder(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+
+    grid = GRIDS["07_scaling"]
+    expected = {"ia3 k,v,ff": 6 * (384 + 384 + 1536), "bitfit all": 6 * (7 * 384 + 1536) + 384 + 384,
+                "bitfit q+ffn-in": 6 * (384 + 1536)}
+    assert expected == {"ia3 k,v,ff": 13_824, "bitfit all": 26_112, "bitfit q+ffn-in": 11_520}
+    for name, n in expected.items():
+        method = build_method(grid.config(name).method, None)
+        assert trainable_parameters(mp.inject(minilm_shapes(), method))[0] == n, name
+        assert trainable_parameters(chapter.classifier(minilm_shapes(), method))[0] == n + 2 * 384 + 2, name
+    lora_r1 = build_method(GRIDS["02_lora"].config("qv r=1").method, None)
+    assert trainable_parameters(mp.inject(minilm_shapes(), lora_r1))[0] == 12 * 768
+    assert grid.borrowed == (("02_lora", "head only"), ("02_lora", "qv r=1"), ("02_lora", "qv r=4"),
+                             ("02_lora", "qv r=16"))
+    for chapter_, name in grid.borrowed:
+        GRIDS[chapter_].config(name)                      # borrowed configurations exist in their own grid
+
+
+def test_chapter_07_jobs_store_how_far_their_vectors_moved():
+    """Each 07 job on a slice (2 optimizer steps) stores its analysis: 18 IA3 vectors (l_k, l_v, l_ff of 6 blocks) with
+    their shift from 1; the mean |b - b0| of all 50 biases for BitFit (the pooler's exactly 0: mean pooling never
+    reaches it) or of the subset's 12; the key biases barely move (softmax ignores them: zero gradient)."""
+    from minipeft.lab.reference.jobs import run_job
+
+    grid = GRIDS["07_scaling"]
+    ia3 = run_job(grid.job("ia3 k,v,ff/seed=0"), limit=64, progress=False)["metrics"]
+    scales = ia3["ia3_scales"]
+    assert ia3["steps"] == 2 and len(scales) == 18
+    assert {k.rsplit(".", 1)[-1] for k in scales} == {"key", "value", "dense"}
+    assert all(set(v) == {"shift", "mean", "min", "max"} and v["shift"] > 0 for v in scales.values())
+    assert not any(".attention.output." in k for k in scales)    # the paper's recipe, not peft's default
+
+    every = run_job(grid.job("bitfit all/seed=0"), limit=64, progress=False)["metrics"]["bias_shift"]
+    assert len(every) == 50 and every["pooler.dense.bias"] == 0.0 and every["embeddings.LayerNorm.bias"] > 0
+    for i in range(6):
+        key, query = every[f"layer.{i}.attention.self.key.bias"], every[f"layer.{i}.attention.self.query.bias"]
+        assert key < 0.05 * query, (i, key, query)
+    subset = run_job(grid.job("bitfit q+ffn-in/seed=0"), limit=64, progress=False)["metrics"]["bias_shift"]
+    assert sorted(subset) == sorted([f"layer.{i}.attention.self.query.bias" for i in range(6)]
+                                    + [f"layer.{i}.intermediate.dense.bias" for i in range(6)])

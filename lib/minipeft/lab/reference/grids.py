@@ -126,3 +126,31 @@ _add(Grid("06_kronecker", note="LoRA r=16 vs LoHa, LoKr and KronA at equal param
     Config("equal params", "krona 3x4", {"method": "krona", "a_shape": [3, 4], "scale": 1.0, "targets": QV},
            {"lr": 1e-3}, after=("delta_spectra",)),
 ), borrowed=(("02_lora", "head only"),)))
+
+# Chapter 07. The tiniest budgets: vectors instead of matrices. IA3 with the paper's recipe on BERT (T-Few §3.3: l_k,
+# l_v and l_ff, the input of each FFN down-projection; NOT peft's default, which also scales the attention output's
+# input), BitFit on every bias and on BitFit §4's subset (b_q and the FFN-in bias b_m2); LoRA r = 1, 4, 16 on Wq+Wv and
+# the head-only baseline are chapter 02's runs (same configs, seeds and data): borrowed, not run again.
+#   IA3 k, v, ff         6 · (384 + 384 + 1536)                     = 13,824
+#   BitFit, all biases   6 · (4 · 384 + 1536 + 384 + 2 · 384) + 384 + 384 (pooler) = 26,112   (the pooler's 384 get
+#                        no gradient: mean pooling never uses it; the chapter says so)
+#   BitFit q + FFN-in    6 · (384 + 1536)                           = 11,520
+#   LoRA r = 1 (Wq, Wv)  12 · 768                                   =  9,216
+# Learning rates from a 120-step probe (3,840 training snippets, 600 test snippets, seed 0; head only 0.745): IA3 3e-3
+# 0.762 vs 1e-2 0.777; BitFit 1e-3 0.752 vs 5e-3 0.792 (q + FFN-in at 5e-3: 0.778). Each vector entry starts at 1
+# (IA3) or at its pretrained bias and moves ≈ lr per step under Adam: over 319 steps 1e-2 can move a scale by ~1.
+# Not tuned further: the chapter says so next to its verdicts.
+# "ia3_scales" stores, per adapted module, how far its learned vector moved from 1; "bias_shift" the mean |b − b0| of
+# every trained bias (BitFit's Figure: which biases change most): chapter 07's heatmaps.
+# Cost, measured: 65 min of wall time as 2 jobs of 1 thread next to other work (117 job-minutes); ≈ 27 idle
+# (estimated from the 06 grid's quiet runs; docs/reference.md).
+IA3_PAPER = {"method": "ia3", "targets": r".*\.(key|value)|.*layer\.\d+\.output\.dense",
+             "feedforward": r".*layer\.\d+\.output\.dense"}
+BITFIT_SUBSET = ["query", "intermediate.dense"]
+_add(Grid("07_scaling", note="IA3 and BitFit (all biases; q + FFN-in) at the tiniest budgets, next to LoRA r=1",
+          configs=(
+    Config("tiny budgets", "ia3 k,v,ff", IA3_PAPER, {"lr": 1e-2}, after=("ia3_scales",)),
+    Config("tiny budgets", "bitfit all", {"method": "bitfit"}, {"lr": 5e-3}, after=("bias_shift",)),
+    Config("tiny budgets", "bitfit q+ffn-in", {"method": "bitfit", "targets": BITFIT_SUBSET}, {"lr": 5e-3},
+           after=("bias_shift",)),
+), borrowed=(("02_lora", "head only"), ("02_lora", "qv r=1"), ("02_lora", "qv r=4"), ("02_lora", "qv r=16"))))

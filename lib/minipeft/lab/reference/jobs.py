@@ -114,8 +114,35 @@ def delta_spectra(model, tokenizer, test, settings) -> dict:
     return dict(sv=[float(f"{v:.4g}") for v in mean.tolist()], rank=ranks, erank=eranks)
 
 
+def ia3_scales(model, tokenizer, test, settings) -> dict:
+    """IA3: how far each learned vector moved from 1 (its start), per adapted module, for chapter 07's heatmap:
+    {"layer.0.attention.self.key": {"shift": mean |l - 1|, "mean": mean l, "min": ..., "max": ...}, ...}."""
+    from ...methods.ia3 import IA3Linear
+
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, IA3Linear):
+            l = module.ia3_l.detach().double()
+            out[name.split("encoder.encoder.", 1)[-1]] = {k: float(f"{v:.4g}") for k, v in dict(
+                shift=(l - 1).abs().mean().item(), mean=l.mean().item(), min=l.min().item(), max=l.max().item()).items()}
+    return out
+
+
+def bias_shift(model, tokenizer, test, settings) -> dict:
+    """BitFit: mean |b - b0| of every trained bias (BitFit's measure of which biases change most), e.g.
+    {"layer.0.attention.self.query.bias": 0.0123, "embeddings.LayerNorm.bias": ...}; b0 from the untouched encoder."""
+    encoder, _ = encoder_and_tokenizer()
+    before = dict(encoder.named_parameters())
+    out = {}
+    for name, p in model.named_parameters():
+        base = name.removeprefix("encoder.")                            # the encoder's own name for it
+        if p.requires_grad and name.endswith("bias") and base in before:
+            out[base.removeprefix("encoder.")] = float(f"{(p.detach() - before[base]).abs().mean().item():.4g}")
+    return out
+
+
 ANALYSES = {"adapter_layer_ablation": adapter_layer_ablation, "adalora_ranks": adalora_ranks,
-            "delta_spectra": delta_spectra}
+            "delta_spectra": delta_spectra, "ia3_scales": ia3_scales, "bias_shift": bias_shift}
 
 
 # --------------------------------------------------------------------------------------------- one job
