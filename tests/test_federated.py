@@ -26,6 +26,17 @@ def test_pfedpara_is_w1_times_w2_plus_one_starts_at_zero_and_shared_only_is_a_ra
     assert torch.linalg.matrix_rank(shared.delta_weight()) <= 3 and not shared.X2.requires_grad
 
 
+def test_shared_only_trains_no_local_factor_even_after_injection():
+    # inject unfreezes every parameter of a wrapped layer: W2 must not be one, or "shared only" learns a W2 too
+    model = chapter.classifier(mp.tiny_encoder(), mp.PFedParaConfig(r=2, shared_only=True), seed=0)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and not any(n.endswith((".X2", ".Y2")) for n in trainable)
+    layer = next(m for m in model.modules() if isinstance(m, PFedParaLinear))
+    assert layer.Y2.abs().max() == 0
+    pfed = chapter.classifier(mp.tiny_encoder(), mp.PFedParaConfig(r=2), seed=0)
+    assert mp.trainable_parameters(pfed)[0] > mp.trainable_parameters(model)[0]
+
+
 def test_fedavg_weights_clients_by_size_and_refuses_mismatched_states():
     a, b = {"w": torch.zeros(2)}, {"w": torch.ones(2)}
     assert torch.allclose(fedavg([a, b], [1, 3])["w"], torch.full((2,), 0.75))

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from minipeft.lab import stats
 from minipeft.lab.reference import GRIDS, Config, Grid, StaleReference, results
 from minipeft.lab.reference.grid import TRAIN_DEFAULTS
 
@@ -100,12 +101,15 @@ def test_reference_compares_paired_runs_and_refuses_a_verdict_on_runs_that_did_n
     table = ref.table()
     assert table.loc["b", "accuracy"] > table.loc["a", "accuracy"] and table.loc["b", "seeds"] == 2
     assert ref.learned("b")
+    mean, low, high = ref.interval("b")
+    assert ref.interval_text("b") == f"{mean:.3f} [{low:.3f}, {high:.3f}]" and low < mean < high
     better = ref.compare("b", "a", claim="greater", check_learned=False)
     assert better.words == "reproduces" and better.paired.low > 0
     assert ref.compare("a", "b").words in ("did not learn", "opposite")
     ref.majority = 0.6                                              # now "a" (≈ 0.55) is below the majority class
     lazy = ref.compare("b", "a")
     assert lazy.words == "did not learn" and "a did not beat the majority class" in lazy.why
+    assert stats.bold(lazy.words) == "**no verdict**" and stats.bold(better.words) == "**reproduces**"
     with pytest.raises(KeyError, match="no configuration 'c'"):
         ref.accuracies("c")
 

@@ -106,3 +106,11 @@ def test_reason_says_what_the_interval_does():
     assert stats.reason(0.015, 0.005, 0.025, "similar", 0.01).startswith("a difference is detected")
     assert stats.reason(0.0, -0.02, 0.02, "similar", 0.01).startswith("the interval contains 0 but is wider")
     assert stats.reason(0.02, 0.01, 0.03, "greater") == "the whole interval is above 0"
+
+
+def test_bold_shows_every_verdict_and_no_verdict_for_a_run_that_cannot_carry_one():
+    assert [stats.bold(w) for w in stats.WORDS] == ["**reproduces**", "**the opposite**",
+                                                     "**not significant at this scale**"]
+    assert {stats.bold(w) for w in stats.NO_VERDICT} == {"**no verdict**"}
+    with pytest.raises(ValueError, match="unknown verdict words 'reproduce'"):
+        stats.bold("reproduce")                                      # a typo never prints as a verdict

@@ -4,6 +4,7 @@
     paired_bootstrap(correct_a, correct_b)             # A - B with a 95 % interval and a p-value
     mcnemar(correct_a, correct_b)                      # exact McNemar p-value for one pair of runs
     verdict(diff, low, high, claim="greater")          # "reproduces" / "opposite" / "not significant at this scale"
+    bold("reproduces")                                 # the words as a notebook shows them: **reproduces**
 
 ``correct_*`` are 0/1 arrays of shape (seeds, examples): run s of A and run s of B share the seed (so the head's
 initialisation and the data order) and the test set, which is what makes the comparison *paired*: the noise both
@@ -24,6 +25,9 @@ import numpy as np
 LEVEL = 0.95
 CLAIMS = ("greater", "similar")
 WORDS = ("reproduces", "opposite", "not significant at this scale")
+# Words that mean the numbers cannot carry a verdict: a run that did not learn (Reference.compare), too few timing
+# passes to tell a few per cent from noise (quick mode), a machine too busy to time on.
+NO_VERDICT = ("did not learn", "too few passes", "busy machine")
 
 
 # --------------------------------------------------------------------------------------------- intervals over seeds
@@ -166,6 +170,16 @@ def verdict(diff: float, low: float, high: float, claim: str = "greater", margin
     if low >= margin or high <= -margin:
         return WORDS[1]
     return WORDS[2]
+
+
+def bold(words: str) -> str:
+    """The verdict words as a chapter's Markdown shows them: **reproduces**, **the opposite**, ... and **no verdict**
+    for any of ``NO_VERDICT`` (a claim is never read off a run that did not learn)."""
+    if words in NO_VERDICT:
+        return "**no verdict**"
+    if words not in WORDS:
+        raise ValueError(f"unknown verdict words {words!r}; expected one of {WORDS + NO_VERDICT}.")
+    return "**the opposite**" if words == "opposite" else f"**{words}**"
 
 
 def reason(diff: float, low: float, high: float, claim: str = "greater", margin: float = 0.01) -> str:

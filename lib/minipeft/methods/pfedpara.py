@@ -49,10 +49,10 @@ class PFedParaLinear(LinearDeltaLayer):
         self.X2 = self.new_parameter(d_out, r, init=kaiming)   # (d_out, r)  local
         self.Y2 = self.new_parameter(r, d_in, init=kaiming)    # (r, d_in)   local
         if shared_only:                                        # W2 = 0 for good: a plain rank-r update W1
-            self.X2.requires_grad_(False)
-            self.Y2.requires_grad_(False)
-            with torch.no_grad():
-                self.Y2.zero_()
+            x2 = self.X2.detach()                              # buffers, not parameters: inject unfreezes every
+            del self.X2, self.Y2                               # parameter of a layer, a buffer it cannot train
+            self.register_buffer("X2", x2)
+            self.register_buffer("Y2", torch.zeros(r, d_in, device=x2.device, dtype=x2.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:       # x (B, T, d_in)
         y = self.base_layer(x)                                  # (B, T, d_out)

@@ -113,8 +113,8 @@ _add(Grid("05_adalora", note="AdaLoRA vs LoRA at an equal final budget (total ra
 # LoKr's ≈ 4× slower, KronA's ≈ 2× faster. Not tuned further: the chapter says so next to its verdicts.
 # The "delta_spectra" analysis stores, per run, the singular values of every learned ΔW (mean over the 12 matrices,
 # each divided by its largest) and each matrix's numerical and effective rank: chapter 06's spectrum figure.
-# Cost: 4 configurations × 3 seeds ≈ 12 × 2.5 min on 2 idle cores (LoRA-like runs) ≈ 30 min; ≈ 42 min as 2 jobs of
-# 1 thread (≈ 7 min each, two at a time). Not run yet: these are estimates (docs/reference.md).
+# Cost, measured: 36 min of wall time as 2 jobs of 1 thread on quiet cores (5.2–6.4 min per run, two at a time;
+# docs/reference.md).
 _add(Grid("06_kronecker", note="LoRA r=16 vs LoHa, LoKr and KronA at equal parameters on Wq, Wv (+ ΔW spectra)",
           configs=(
     Config("equal params", "lora r=16", {"method": "lora", "r": 16, "alpha": 16, "targets": QV}, {"lr": 1e-3},
@@ -142,7 +142,8 @@ _add(Grid("06_kronecker", note="LoRA r=16 vs LoHa, LoKr and KronA at equal param
 # Not tuned further: the chapter says so next to its verdicts.
 # "ia3_scales" stores, per adapted module, how far its learned vector moved from 1; "bias_shift" the mean |b − b0| of
 # every trained bias (BitFit's Figure: which biases change most): chapter 07's heatmaps.
-# Cost: 3 configurations × 3 seeds ≈ 9 × 2.5 min on 2 idle cores ≈ 23 min (estimate: docs/reference.md).
+# Cost, measured: 65 min of wall time as 2 jobs of 1 thread next to other work (117 job-minutes); ≈ 27 idle
+# (estimated from the 06 grid's quiet runs; docs/reference.md).
 IA3_PAPER = {"method": "ia3", "targets": r".*\.(key|value)|.*layer\.\d+\.output\.dense",
              "feedforward": r".*layer\.\d+\.output\.dense"}
 BITFIT_SUBSET = ["query", "intermediate.dense"]

@@ -85,12 +85,18 @@ def adapter_layer_ablation(model, tokenizer, test, settings) -> dict:
     return out
 
 
+def module_key(name: str) -> str:
+    """'encoder.encoder.layer.0.attention.self.query' (classifier -> BertModel -> BertEncoder) ->
+    'layer.0.attention.self.query': the name an analysis stores a matrix under."""
+    return name.split("encoder.encoder.", 1)[-1]
+
+
 def adalora_ranks(model, tokenizer, test, settings) -> dict:
     """AdaLoRA §4.4: the final rank of every adapted matrix, {"layer.0.attention.self.query": 7, ...} (the triplets
     the last allocation kept): where the budget went, for chapter 05's heatmap."""
     from ...methods.adalora import rank_pattern
 
-    return {name.split("encoder.encoder.", 1)[-1]: sum(keep) for name, keep in rank_pattern(model).items()}
+    return {module_key(name): sum(keep) for name, keep in rank_pattern(model).items()}
 
 
 def delta_spectra(model, tokenizer, test, settings) -> dict:
@@ -109,7 +115,7 @@ def delta_spectra(model, tokenizer, test, settings) -> dict:
                 continue
             delta = module.delta_weight()                                    # (d_out, d_in), float32
             s = torch.linalg.svdvals(delta.double())
-            key = name.split("encoder.encoder.", 1)[-1]
+            key = module_key(name)
             ranks[key] = int(torch.linalg.matrix_rank(delta))                # float32's tolerance: its rounding is noise
             eranks[key] = round(effective_rank(delta), 2)
             svs.append(s / s[0] if s[0] > 0 else s)
@@ -126,7 +132,7 @@ def ia3_scales(model, tokenizer, test, settings) -> dict:
     for name, module in model.named_modules():
         if isinstance(module, IA3Linear):
             l = module.ia3_l.detach().double()
-            out[name.split("encoder.encoder.", 1)[-1]] = {k: float(f"{v:.4g}") for k, v in dict(
+            out[module_key(name)] = {k: float(f"{v:.4g}") for k, v in dict(
                 shift=(l - 1).abs().mean().item(), mean=l.mean().item(), min=l.min().item(), max=l.max().item()).items()}
     return out
 
