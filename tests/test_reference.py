@@ -103,6 +103,7 @@ def test_reference_compares_paired_runs_and_refuses_a_verdict_on_runs_that_did_n
     assert ref.learned("b")
     mean, low, high = ref.interval("b")
     assert ref.interval_text("b") == f"{mean:.3f} [{low:.3f}, {high:.3f}]" and low < mean < high
+    assert ref.trainable("b") == 10 == table.loc["b", "trainable"]
     better = ref.compare("b", "a", claim="greater", check_learned=False)
     assert better.words == "reproduces" and better.paired.low > 0
     assert ref.compare("a", "b").words in ("did not learn", "opposite")
@@ -112,6 +113,9 @@ def test_reference_compares_paired_runs_and_refuses_a_verdict_on_runs_that_did_n
     assert stats.bold(lazy.words) == "**no verdict**" and stats.bold(better.words) == "**reproduces**"
     with pytest.raises(KeyError, match="no configuration 'c'"):
         ref.accuracies("c")
+    ref.runs("b")[0]["metrics"]["trainable"] = 11                   # two seeds of one configuration disagree
+    with pytest.raises(StaleReference, match="train \\[10, 11\\] parameters"):
+        ref.trainable("b")
 
 
 def test_a_borrowed_configuration_is_read_from_its_own_chapter_and_paired_on_the_same_seeds(store, monkeypatch):

@@ -139,6 +139,14 @@ class Reference:
         mean, low, high = self.interval(name)
         return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
+    def trainable(self, name: str) -> int:
+        """How many parameters the configuration trains (the head included): the same for every seed."""
+        counts = {r["metrics"]["trainable"] for r in self.runs(name)}
+        if len(counts) != 1:
+            raise StaleReference(f"{self.grid.chapter}: the runs of {name!r} train {sorted(counts)} parameters; "
+                                 f"one configuration trains one number. Run {command(self.grid.chapter)}")
+        return counts.pop()
+
     def learned(self, name: str) -> bool:
         return stats.learned(self.accuracies(name), self.majority)
 
@@ -155,9 +163,8 @@ class Reference:
         names += [(f"from {chapter}", name) for chapter, name in self.grid.borrowed]
         for experiment, name in names:
             mean, low, high = self.interval(name)
-            first = self.runs(name)[0]["metrics"]
             rows.append(dict(experiment=experiment, config=name, seeds=len(self.runs(name)), accuracy=mean,
-                             ci_low=low, ci_high=high, trainable=first.get("trainable"),
+                             ci_low=low, ci_high=high, trainable=self.trainable(name),
                              learned=self.learned(name), minutes=self.minutes(name)))
         return pd.DataFrame(rows).set_index("config")
 
