@@ -1,12 +1,13 @@
 """pFedPara (methods/pfedpara.py) and the simulated federated round (lab/train/federated.py) on tiny random models."""
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
 
 import minipeft as mp
 from minipeft import chapter
-from minipeft.lab.train import TrainConfig
+from minipeft.lab.train import TrainConfig, predict
 from minipeft.lab.train.federated import fedavg, fedavg_training, load_shared, numbers_sent, shared_state
 from minipeft.methods.pfedpara import PFedParaLinear
 
@@ -70,6 +71,10 @@ def test_a_federated_round_averages_the_shared_state_and_keeps_each_clients_loca
     clients = {"a": (_toy(32, 0), _toy(16, 1)), "b": (_toy(16, 2), _toy(16, 3))}
     result = fedavg_training(model, _Tok(), clients, rounds=2, config=TrainConfig(max_steps=2, batch_size=8, lr=1e-2))
     assert len(result.accuracy) == 2 and set(result.accuracy[0]) == {"a", "b"}
+    for name, (_, eval_ds) in clients.items():                       # the last round's 0/1 per snippet, rescored
+        again = predict(result.models[name], _Tok(), eval_ds, 8, 64)
+        assert result.correct[name] == [int(p == y) for p, y in zip(again, eval_ds["label"])]
+        assert np.mean(result.correct[name]) == pytest.approx(result.accuracy[-1][name])
     a, b = result.models["a"], result.models["b"]
     for (n, pa), pb in zip(a.named_parameters(), b.parameters()):
         if n.endswith((".X1", ".Y1")) or n.startswith("head"):

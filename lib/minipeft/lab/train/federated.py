@@ -4,6 +4,7 @@ ADAPTER only: the frozen backbone is on every client already, so only trainable 
     model = chapter.classifier(encoder, mp.LoHaConfig(r=4), seed=0)
     result = fedavg_training(model, tokenizer, clients, rounds=3, config=TrainConfig(max_steps=8, lr=5e-3))
     result.accuracy[-1]        # {"amazon": ..., "nyt": ..., "tweets": ...} after the last round
+    result.correct["nyt"]      # 0/1 per evaluation snippet after the last round: for a paired comparison
     numbers_sent(model)        # numbers each client uploads per round (and downloads)
 
 One round: every client starts from the server's shared state (plus its own LOCAL tensors, which never travel:
@@ -61,6 +62,8 @@ class FederatedResult:
     accuracy: list[dict[str, float]]   # per round, each client's accuracy on its own evaluation set
     sent_per_round: int                # numbers uploaded per client per round
     models: dict[str, nn.Module]       # each client's model after the last round (shared part = the server's)
+    correct: dict[str, list[int]]      # per client, 1/0 per evaluation snippet after the last round (scored once:
+                                       # a paired comparison of two trainings needs no second pass)
 
 
 def fedavg_training(model: nn.Module, tokenizer, clients: dict, rounds: int, config: TrainConfig) -> FederatedResult:
@@ -76,10 +79,11 @@ def fedavg_training(model: nn.Module, tokenizer, clients: dict, rounds: int, con
                 replace(config, seed=config.seed + 1000 * round_ + k, progress=False))
             states.append(shared_state(models[name]))
         server = fedavg(states, sizes)
-        scores = {}
+        scores, correct = {}, {}
         for name, (_, eval_ds) in clients.items():
             load_shared(models[name], server)
             preds = predict(models[name], tokenizer, eval_ds, config.eval_batch_size, config.max_length)
             scores[name] = accuracy(preds, eval_ds["label"])
+            correct[name] = [int(p == y) for p, y in zip(preds, eval_ds["label"])]
         history.append(scores)
-    return FederatedResult(history, numbers_sent(model), models)
+    return FederatedResult(history, numbers_sent(model), models, correct)
