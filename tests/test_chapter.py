@@ -145,3 +145,37 @@ def test_a_schedule_written_for_another_length_is_stretched_and_a_mismatch_refus
     assert set(chapter.method_hooks(model, 12)) == {"after_step"}      # γ = 0: no penalty term at all
     with pytest.raises(ValueError, match="ends at total_steps=12, but this run takes 30"):
         chapter.method_hooks(model, 30)
+
+
+# --------------------------------------------------------------------------------------------- combined methods (MAM)
+def test_classifier_takes_a_list_of_configs_and_trains_every_part():
+    """He et al.'s MAM adapter: a prefix on the attention and a scaled parallel adapter on the FFN, injected in turn.
+    Both parts and the head train (and nothing else), the count is the sum of the parts', and one short run moves
+    both parts."""
+    from minipeft.methods.prefix import prefix_table
+
+    encoder, tok, ds = mp.tiny_encoder(), _Tok(), _data()
+    parts = [mp.PrefixConfig(length=3), mp.AdapterConfig(kind="parallel", bottleneck=4, scaling=4.0)]
+    model = chapter.classifier(encoder, parts, seed=0)
+    assert [type(c).__name__ for c in model.minipeft_configs] == ["PrefixConfig", "AdapterConfig"]
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("prefix_encoder" in n for n in trainable) and any(".adapter." in n for n in trainable)
+    assert model.head.weight.requires_grad
+    assert all("prefix_encoder" in n or ".adapter." in n or n.startswith("head.") for n in trainable), trainable
+    alone = [mp.trainable_parameters(chapter.classifier(encoder, part, seed=0))[0] - chapter.head_parameters(model)
+             for part in parts]
+    assert mp.trainable_parameters(model)[0] == sum(alone) + chapter.head_parameters(model)
+    assert not hasattr(encoder, "minipeft_configs")                        # the original is untouched
+
+    config = train.TrainConfig(epochs=1, max_steps=2, batch_size=8, lr=1e-2, seed=0, progress=False)
+    before = chapter.classifier(encoder, parts, seed=0)
+    trained, _ = chapter.run(encoder, tok, ds, ds, parts, config)
+    up = trained.encoder.encoder.layer[0].output.adapter.up.weight
+    assert not torch.equal(prefix_table(trained), prefix_table(before))    # the first part moved ...
+    assert up.abs().sum() > 0 and not torch.equal(up, before.encoder.encoder.layer[0].output.adapter.up.weight)
+
+
+@pytest.mark.parametrize("method", [[], [mp.LoRAConfig(r=2), "head"], ["lora"]])
+def test_a_combined_method_must_be_a_non_empty_list_of_configs(method):
+    with pytest.raises(ValueError, match="non-empty list of minipeft configs"):
+        chapter.classifier(mp.tiny_encoder(), method)

@@ -293,3 +293,40 @@ def test_chapter_07_jobs_store_how_far_their_vectors_moved():
     subset = run_job(grid.job("bitfit q+ffn-in/seed=0"), limit=64, progress=False)["metrics"]["bias_shift"]
     assert sorted(subset) == sorted([f"layer.{i}.attention.self.query.bias" for i in range(6)]
                                     + [f"layer.{i}.intermediate.dense.bias" for i in range(6)])
+
+
+def test_chapter_08_grid_spends_its_budgets_on_minilm_shapes():
+    """LoRA on the attention (Wq, Wv, r = 20) and on the FFN (in and out, r = 8) spend the same 184,320 numbers; the
+    scaled parallel adapter spends chapter 01's 297,600; MAM is exactly its two parts (chapter 03's MLP prefix and the
+    scaled parallel adapter), each counted alone and added; every run adds the 770-number head. Counted on a BERT with
+    MiniLM's shapes; the borrowed configurations are the ones their own chapters ran."""
+    import minipeft as mp
+    from minipeft.core.params import trainable_parameters
+    from minipeft.lab import chapter
+    from minipeft.lab.backbones import tiny_encoder
+    from minipeft.lab.reference.jobs import build_method
+
+    def minilm_shapes():
+        return tiny_encoder(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+
+    grid = GRIDS["08_unified"]
+    mam = "mam (prefix n=10 MLP + parallel s=4)"
+    prefix_mlp = 10 * 384 + (384 * 128 + 128) + (128 * 6 * 2 * 384 + 6 * 2 * 384)   # embedding + the 2-layer MLP
+    expected = {"lora attn r=20": 6 * 2 * 20 * (384 + 384), "lora ffn r=8": 6 * 2 * 8 * (384 + 1536),
+                "parallel m=64 s=4": 6 * (2 * 64 * 384 + 384 + 64)}
+    expected[mam] = prefix_mlp + expected["parallel m=64 s=4"]
+    assert expected["lora attn r=20"] == expected["lora ffn r=8"] == 184_320
+    assert expected["parallel m=64 s=4"] == 297_600 and expected[mam] == 945_152
+    for name, n in expected.items():
+        method = build_method(grid.config(name).method, None)
+        assert trainable_parameters(chapter.classifier(minilm_shapes(), method))[0] == n + 2 * 384 + 2, name
+    parts = grid.config(mam).method["parts"]
+    assert parts == [GRIDS["03_prefix"].config("prefix n=10 MLP").method, grid.config("parallel m=64 s=4").method]
+    assert grid.config("parallel m=64 s=4").method == {**GRIDS["01_adapters"].config("parallel m=64").method,
+                                                       "scaling": 4.0}
+    alone = [trainable_parameters(mp.inject(minilm_shapes(), build_method(part, None)))[0] for part in parts]
+    assert alone == [prefix_mlp, expected["parallel m=64 s=4"]] and sum(alone) == expected[mam]
+    assert grid.borrowed == (("02_lora", "head only"), ("01_adapters", "pfeiffer m=64"),
+                             ("01_adapters", "parallel m=64"), ("03_prefix", "prefix n=10 MLP"))
+    for chapter_, name in grid.borrowed:
+        GRIDS[chapter_].config(name)                      # borrowed configurations exist in their own grid

@@ -60,12 +60,22 @@ def head_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.get_submodule(HEAD).parameters())
 
 
-def classifier(encoder: nn.Module, method: PeftConfig | str = "head", *, seed: int = 0,
+def classifier(encoder: nn.Module, method: PeftConfig | list[PeftConfig] | str = "head", *, seed: int = 0,
                num_labels: int = 2) -> MeanPoolClassifier:
-    """A fresh MeanPoolClassifier over a deep copy of ``encoder`` (the original is never touched), ready to train."""
+    """A fresh MeanPoolClassifier over a deep copy of ``encoder`` (the original is never touched), ready to train.
+
+    ``method`` may be a list of configs: each is injected in turn (He et al.'s MAM adapter = [PrefixConfig(...),
+    AdapterConfig(kind="parallel", scaling=4)]), and every part trains."""
+    if isinstance(method, (list, tuple)):
+        if not method or not all(isinstance(m, PeftConfig) for m in method):
+            raise ValueError(f"a combined method is a non-empty list of minipeft configs, got {method!r}.")
+        model = classifier(encoder, method[0], seed=seed, num_labels=num_labels)
+        for part in method[1:]:
+            inject(model, part)
+        return model
     if not isinstance(method, PeftConfig) and method not in METHODS:
-        raise ValueError(f"method must be a minipeft config (e.g. mp.LoRAConfig(r=8)) or one of {list(METHODS)}, "
-                         f"got {method!r}.")
+        raise ValueError(f"method must be a minipeft config (e.g. mp.LoRAConfig(r=8)), a list of them, or one of "
+                         f"{list(METHODS)}, got {method!r}.")
     torch.manual_seed(seed)                      # same head init (and method init) for the same seed
     model = MeanPoolClassifier(copy.deepcopy(encoder), num_labels=num_labels)
     if method == "head":
@@ -100,7 +110,7 @@ def method_hooks(model: nn.Module, steps: int, extra_loss=None, after_step=None)
     return out
 
 
-def run(encoder: nn.Module, tokenizer, train_ds, eval_ds, method: PeftConfig | str = "head",
+def run(encoder: nn.Module, tokenizer, train_ds, eval_ds, method: PeftConfig | list[PeftConfig] | str = "head",
         config: TrainConfig | None = None, *, extra_loss=None, after_step=None
         ) -> tuple[MeanPoolClassifier, TrainResult]:
     """classifier(encoder, method, seed=config.seed), then fit: returns (trained model, TrainResult).
@@ -111,6 +121,8 @@ def run(encoder: nn.Module, tokenizer, train_ds, eval_ds, method: PeftConfig | s
     steps = planned_steps(len(train_ds), config)
     if isinstance(method, PeftConfig):
         method = method.for_steps(steps)
+    elif isinstance(method, (list, tuple)):
+        method = [m.for_steps(steps) if isinstance(m, PeftConfig) else m for m in method]
     model = classifier(encoder, method, seed=config.seed)
     hooks = method_hooks(model, steps, extra_loss=extra_loss, after_step=after_step)
     return model, fit(model, tokenizer, train_ds, eval_ds, config, **hooks)

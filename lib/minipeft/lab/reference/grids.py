@@ -154,3 +154,27 @@ _add(Grid("07_scaling", note="IA3 and BitFit (all biases; q + FFN-in) at the tin
     Config("tiny budgets", "bitfit q+ffn-in", {"method": "bitfit", "targets": BITFIT_SUBSET}, {"lr": 5e-3},
            after=("bias_shift",)),
 ), borrowed=(("02_lora", "head only"), ("02_lora", "qv r=1"), ("02_lora", "qv r=4"), ("02_lora", "qv r=16"))))
+
+# Chapter 08. He et al. 2022 ("Towards a Unified View of Parameter-Efficient Transfer Learning") on MiniLM: four of
+# their findings, each a paired comparison. Borrowed (same settings, seeds and data): chapter 01's sequential
+# ("pfeiffer m=64", after the FFN) and parallel ("parallel m=64", s = 1) adapters, chapter 03's "prefix n=10 MLP",
+# chapter 02's head only. Run here:
+#   where (their Fig. 5): LoRA on the attention (Wq, Wv, r = 20) vs on the FFN (in, out, r = 8) at an EQUAL budget:
+#       attention 2 · 20 · (384 + 384) = 30,720 per layer;  FFN 2 · 8 · (384 + 1536) = 30,720 per layer
+#   the scaling s (their §4.5, Table 5): the parallel adapter m = 64 with s = 4 vs chapter 01's s = 1
+#   MAM (their §4.6): prefix n = 10 (MLP) on attention + the scaled parallel adapter on the FFN, vs each part alone
+#       (their MAM uses l = 30 and a 512-wide adapter on much larger models; ours keeps the parts chapters 01 and 03
+#       ran, so each part's own runs are the baselines)
+# Learning rates: the parts' own (1e-3 for LoRA, adapters and the MLP prefix, as in chapters 01-03); MAM trains both
+# parts with that one lr. Cost (estimate): 4 configurations × 3 seeds, ≈ 12 × 3 min on 2 idle cores ≈ 36 min.
+FFN_IN_OUT = r".*layer\.\d+\.(intermediate|output)\.dense"   # not attention.output.dense
+PREFIX_MLP = {"method": "prefix", "length": 10, "projection_hidden": 128}
+SCALED_PA = {"method": "adapter", "kind": "parallel", "bottleneck": 64, "scaling": 4.0}
+_add(Grid("08_unified", note="He et al.: attention vs FFN at equal budget; the scaling s; MAM vs its parts", configs=(
+    lora("where", "lora attn r=20", QV, 20),
+    lora("where", "lora ffn r=8", FFN_IN_OUT, 8),
+    Config("scaling", "parallel m=64 s=4", SCALED_PA, {"lr": 1e-3}),
+    Config("mam", "mam (prefix n=10 MLP + parallel s=4)", {"method": "combine", "parts": [PREFIX_MLP, SCALED_PA]},
+           {"lr": 1e-3}),
+), borrowed=(("02_lora", "head only"), ("01_adapters", "pfeiffer m=64"), ("01_adapters", "parallel m=64"),
+             ("03_prefix", "prefix n=10 MLP"))))

@@ -58,10 +58,13 @@ def labels_fingerprint(labels) -> str:
 
 
 def build_method(method: dict, tokenizer):
-    """A baseline name ("head", "full", "top") or the minipeft config the dict describes."""
+    """A baseline name ("head", "full", "top"), the minipeft config the dict describes, or, for
+    ``{"method": "combine", "parts": [dict, dict]}``, the list of configs injected one after the other (MAM)."""
     name = method["method"]
     if name in BASELINES:
         return name
+    if name == "combine":
+        return [build_method(part, tokenizer) for part in method["parts"]]
     fields = {k: (tokenizer if v == TOKENIZER else v) for k, v in method.items()}
     return PeftConfig.from_dict(fields)
 
