@@ -111,6 +111,9 @@ def test_missing_and_unexpected_keys(tmp_path):
     dropped = sorted(state)[0]
     state["encoder.stray.weight"] = state.pop(dropped)
     save_file(state, tmp_path / WEIGHTS_FILE)
+    meta = json.loads((tmp_path / CONFIG_FILE).read_text())
+    del meta["weights_sha256"]                       # as an adapter saved before the digest existed: still read
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=f"missing {dropped}.*unexpected encoder.stray.weight"):
         mp.load_adapter(classifier(), tmp_path)
 
@@ -121,6 +124,60 @@ def test_missing_files(tmp_path):
     mp.export_peft(mp.inject(classifier(), mp.LoRAConfig(r=2)), tmp_path)
     with pytest.raises(FileNotFoundError, match="looks like a Hugging Face peft adapter"):
         mp.load_adapter(classifier(), tmp_path)
+
+
+def test_a_failed_save_keeps_the_previous_adapter_whole(tmp_path, monkeypatch):
+    old = mp.inject(classifier(), mp.LoRAConfig(r=4, modules_to_save=["head"]))
+    randomise(old)
+    mp.save_adapter(old, tmp_path)
+    before = {f: (tmp_path / f).read_bytes() for f in (CONFIG_FILE, WEIGHTS_FILE)}
+    new = mp.inject(classifier(), mp.LoRAConfig(r=2))
+    real = type(tmp_path).write_bytes
+
+    def disk_full(self, data):                       # the second file cannot be written
+        if self.name.startswith(CONFIG_FILE):
+            raise OSError(28, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(type(tmp_path), "write_bytes", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        mp.save_adapter(new, tmp_path)
+    monkeypatch.undo()
+    assert {f: (tmp_path / f).read_bytes() for f in (CONFIG_FILE, WEIGHTS_FILE)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)          # no .part left behind
+    x = ids()
+    assert torch.equal(logits(mp.load_adapter(classifier(), tmp_path), x), logits(old, x))
+
+
+def test_a_config_that_cannot_be_saved_is_refused_at_inject_and_a_range_is_stored_as_a_list(tmp_path):
+    model = classifier()
+    config = mp.LoRAConfig(r=2)
+    config.targets = [object()]                      # nothing JSON can store
+    with pytest.raises(TypeError, match=r"cannot be saved: field\(s\) \['targets'\]"):
+        mp.inject(model, config)
+    assert not mp.peft_layers(model)
+    adapter = mp.AdapterConfig(bottleneck=4, layers=range(1))        # issue: weights written, then the config failed
+    mp.save_adapter(mp.inject(model, adapter), tmp_path)
+    assert json.loads((tmp_path / CONFIG_FILE).read_text())["configs"][0]["layers"] == [0]
+    assert mp.load_adapter(classifier(), tmp_path).minipeft_configs[0].layers == [0]
+
+
+def test_weights_that_do_not_belong_to_the_config_or_damaged_files_name_the_file(tmp_path):
+    mp.save_adapter(mp.inject(classifier(), mp.LoRAConfig(r=4)), tmp_path / "a")
+    mp.save_adapter(mp.inject(classifier(), mp.LoRAConfig(r=4, targets=["query"])), tmp_path / "b")
+    (tmp_path / "a" / WEIGHTS_FILE).write_bytes((tmp_path / "b" / WEIGHTS_FILE).read_bytes())   # a mixed pair
+    with pytest.raises(ValueError, match=r"a/minipeft_adapter.safetensors is not the file .* was saved with"):
+        mp.load_adapter(classifier(), tmp_path / "a")
+    weights = (tmp_path / "b" / WEIGHTS_FILE).read_bytes()
+    (tmp_path / "b" / WEIGHTS_FILE).write_bytes(weights[: len(weights) // 2])                   # truncated
+    meta = json.loads((tmp_path / "b" / CONFIG_FILE).read_text())
+    del meta["weights_sha256"]
+    (tmp_path / "b" / CONFIG_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"b/minipeft_adapter.safetensors cannot be read as safetensors"):
+        mp.load_adapter(classifier(), tmp_path / "b")
+    (tmp_path / "b" / CONFIG_FILE).write_text('{"configs": [')                                  # truncated JSON
+    with pytest.raises(ValueError, match=r"b/minipeft_config.json is not valid JSON"):
+        mp.load_adapter(classifier(), tmp_path / "b")
 
 
 def test_nothing_to_save(tmp_path):

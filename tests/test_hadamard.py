@@ -107,7 +107,7 @@ def test_save_load_bit_identical(tmp_path):
     (LoHaConfig(r=2.5), ValueError, "positive integer"),
     (LoHaConfig(r=True), ValueError, "positive integer"),
     (LoHaConfig(alpha=0), ValueError, "alpha"),
-    (LoHaConfig(alpha="8"), ValueError, "alpha"),
+    (LoHaConfig(alpha="8"), TypeError, "LoHaConfig.alpha must be a number"),
     (LoHaConfig(r=40), ValueError, "r ≤ 32"),
     (LoHaConfig(targets=["attention"]), TypeError, "wraps nn.Linear"),
     (LoHaConfig(targets=["nope"]), ValueError, "matched no module"),

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import minipeft as mp
-from helpers import ids
+from helpers import assert_same_state, classifier, ids, state
 from minipeft.core import PeftConfig, PeftModule, peft_parameter_names, resolve_targets
 
 
@@ -172,3 +172,51 @@ def test_merge_returns_an_ordinary_model():
         mp.merge(model)
     with pytest.raises(ValueError, match=r"\['bitfit'\] train the model's own parameters"):
         mp.merge(mp.inject(mp.tiny_encoder(), mp.BitFitConfig()))
+
+
+# --------------------------------------------------------------------------------------------- field types, every method
+def _fields_of(kind):
+    from dataclasses import fields
+
+    from minipeft.core.config import PeftConfig
+    return [(cls, f.name) for cls in PeftConfig.REGISTRY.values() for f in fields(cls) if str(f.type) == kind]
+
+
+@pytest.mark.parametrize("cls,name", _fields_of("float"), ids=lambda v: getattr(v, "__name__", v))
+def test_a_float_field_refuses_nan_and_inf_before_anything_is_injected(cls, name):
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        config = cls(**{name: bad})
+        model = classifier()
+        before = state(model)
+        with pytest.raises(ValueError, match=f"{cls.__name__}.{name} must be a finite number"):
+            mp.inject(model, config)
+        assert not mp.peft_layers(model)
+        assert_same_state(model, before)
+    with pytest.raises(TypeError, match=f"{cls.__name__}.{name} must be a number"):
+        cls(**{name: "1e-3"}).check_types()
+
+
+@pytest.mark.parametrize("cls,name", _fields_of("bool"), ids=lambda v: getattr(v, "__name__", v))
+def test_a_bool_field_refuses_a_string_that_would_read_as_true(cls, name):
+    with pytest.raises(TypeError, match=f"{cls.__name__}.{name} must be True or False, got 'no' \\(a string"):
+        cls(**{name: "no"}).check_types()
+    with pytest.raises(TypeError, match="must be True or False, got 1"):
+        cls(**{name: 1}).check_types()
+
+
+@pytest.mark.parametrize("cls,name", _fields_of("int"), ids=lambda v: getattr(v, "__name__", v))
+def test_an_int_field_takes_a_numpy_integer_and_stores_a_python_int(cls, name):
+    import numpy as np
+
+    value = getattr(cls(), name)
+    config = cls(**{name: np.int64(value)})
+    config.check_types()
+    assert type(getattr(config, name)) is int and getattr(config, name) == value
+
+
+def test_a_numpy_rank_injects_and_saves(tmp_path):
+    import numpy as np
+
+    model = mp.inject(classifier(), mp.LoRAConfig(r=np.int64(4), alpha=np.float32(8.0)))
+    assert model.minipeft_configs[0].r == 4 and type(model.minipeft_configs[0].alpha) is float
+    mp.save_adapter(model, tmp_path)                 # JSON could not store np.int64

@@ -152,7 +152,7 @@ def test_kronab_res_scale_learns_and_cannot_merge():
     (KronAConfig(a_shape=(4.0, 4)), TypeError, "two ints"),
     (KronAConfig(a_shape=(0, 4)), ValueError, "positive"),
     (KronAConfig(scale=0), ValueError, "scale"),
-    (KronAConfig(scale="1"), ValueError, "scale"),
+    (KronAConfig(scale="1"), TypeError, "KronAConfig.scale must be a number"),
     (KronAConfig(dropout=1.0), ValueError, "probability"),
     (KronAConfig(targets=["attention"]), TypeError, "KronABConfig"),
     (KronABConfig(targets=["query"]), TypeError, "KronAConfig"),

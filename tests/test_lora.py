@@ -124,7 +124,7 @@ def test_matches_peft_with_a_classifier_head(tmp_path):
     (dict(r=-2), ValueError, "positive integer"),
     (dict(r=2.5), ValueError, "positive integer"),
     (dict(alpha=0), ValueError, "alpha must be a positive number"),
-    (dict(alpha="16"), ValueError, "alpha must be a positive number"),
+    (dict(alpha="16"), TypeError, "LoRAConfig.alpha must be a number, got .16."),
     (dict(dropout=1.0), ValueError, r"probability in \[0, 1\)"),
     (dict(dropout=-0.1), ValueError, r"probability in \[0, 1\)"),
     (dict(r=64, targets=["value"]), ValueError, r"r=64 is too large for 'encoder.layer.0.attention.self.value'"),

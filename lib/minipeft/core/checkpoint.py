@@ -8,17 +8,24 @@
 What is saved is exactly what inject made trainable (``core.inject.peft_parameter_names``): the method's parameters,
 the parameters a method unfreezes (BitFit's biases) and ``modules_to_save`` (a classifier head). Loading checks
 every key, shape and config field first and changes nothing unless all of them fit.
+
+Saving never destroys the previous adapter: both files are written aside (``*.part``) and renamed into place only
+when both are complete, and the config records the SHA-256 of the weights it belongs to, so a pair that does not
+belong together (a save interrupted between the two renames) is refused on loading instead of read silently.
 (For Hugging Face peft's own format see ``minipeft.export_peft``.)
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 from torch import nn
 
 from .config import PeftConfig
@@ -35,12 +42,23 @@ def save_adapter(model: nn.Module, directory: str | Path) -> Path:
         raise ValueError("This model carries no PEFT method to save: call minipeft.inject(model, config) first "
                          "(a merged model is an ordinary model: save it with model.save_pretrained).")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     params = dict(model.named_parameters())
-    state = {name: params[name].detach().contiguous() for name in peft_parameter_names(model)}
-    save_file(state, directory / WEIGHTS_FILE, metadata={"format": "pt"})
-    meta = {"configs": [c.to_dict() for c in configs], "modules_to_save": model.minipeft_modules_to_save}
-    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    state = {name: params[name].detach().cpu().contiguous() for name in peft_parameter_names(model)}
+    weights = save(state, metadata={"format": "pt"})                    # bytes: nothing written yet
+    meta = {"configs": [c.to_dict() for c in configs], "modules_to_save": model.minipeft_modules_to_save,
+            "weights_sha256": hashlib.sha256(weights).hexdigest()}
+    text = json.dumps(meta, indent=2)                                  # fails here, before any file is touched
+    directory.mkdir(parents=True, exist_ok=True)
+    parts = [(directory / (WEIGHTS_FILE + ".part"), weights), (directory / (CONFIG_FILE + ".part"), text.encode())]
+    try:
+        for part, data in parts:
+            part.write_bytes(data)
+    except BaseException:
+        for part, _ in parts:
+            part.unlink(missing_ok=True)
+        raise
+    os.replace(parts[0][0], directory / WEIGHTS_FILE)                   # both complete: swap them in
+    os.replace(parts[1][0], directory / CONFIG_FILE)
     return directory
 
 
@@ -51,7 +69,23 @@ def _read(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
             if (directory / "adapter_config.json").is_file() else ""
         raise FileNotFoundError(f"{directory} has no {' / '.join(missing)}{hint}. "
                                 "Save an adapter there with minipeft.save_adapter(model, dir).")
-    return json.loads((directory / CONFIG_FILE).read_text()), load_file(directory / WEIGHTS_FILE)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    try:
+        meta = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{config_path} is not valid JSON ({err}): the file is damaged or was not written by "
+                         "minipeft.save_adapter. Save the adapter again.") from None
+    weights = weights_path.read_bytes()
+    expected = meta.get("weights_sha256") if isinstance(meta, dict) else None
+    if expected is not None and hashlib.sha256(weights).hexdigest() != expected:
+        raise ValueError(f"{weights_path} is not the file {config_path} was saved with (its SHA-256 differs): a save "
+                         "was interrupted or one of the two files was replaced. Save the adapter again.")
+    try:
+        state = load(weights)
+    except (SafetensorError, ValueError) as err:
+        raise ValueError(f"{weights_path} cannot be read as safetensors ({err}): the file is truncated or damaged. "
+                         "Save the adapter again.") from None
+    return meta, state
 
 
 def _config_mismatches(saved: list[dict], current: list[PeftConfig]) -> list[str]:

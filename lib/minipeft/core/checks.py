@@ -5,6 +5,9 @@ Hugging Face peft adapter config. A method file keeps what its paper says; the b
 
 from __future__ import annotations
 
+import math
+import numbers
+
 from torch import nn
 
 from .inject import peft_layers
@@ -33,11 +36,13 @@ def in_layers(table: dict[str, str], layers: str = r"\d+") -> dict[str, str]:
 
 # --------------------------------------------------------------------------------------------- hyper-parameters
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    # any integer, numpy's too (np.int64(8) is a valid rank); a bool is not a number here
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    # a FINITE real number: NaN passes every comparison test below (NaN <= 0 is False) and inf is no size
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_int(value, what: str, example: str, minimum: int = 1, meaning: str = "", type_error: bool = False) -> None:

@@ -13,6 +13,9 @@ term and per-step hook the method needs): ``minipeft.lab.chapter.run`` applies b
 from __future__ import annotations
 
 import copy
+import json
+import math
+import numbers
 from dataclasses import dataclass, field, fields
 from typing import ClassVar, Iterable
 
@@ -31,6 +34,48 @@ class PeftConfig:
     # default targets per model_type (config.model_type of the backbone); methods override
     DEFAULT_TARGETS: ClassVar[dict[str, str | list[str]]] = {}  # a value may also be one regex string
     uses_targets: ClassVar[bool] = True  # False for methods that wrap nothing (prompt tuning, BitFit)
+
+    # -- checked for every method before its own validate(): the types its fields declare
+    def check_types(self) -> None:
+        """What no method's ``validate`` should have to repeat, read off the dataclass annotations:
+
+        * a ``bool`` field holds True or False (``use_rslora="no"`` would otherwise switch rsLoRA ON: "no" is truthy);
+        * an ``int`` field takes any integer (``np.int64(8)`` too) and stores a Python int (JSON can save it);
+        * a ``float`` field holds a finite number: NaN and ±inf pass every ``x <= 0`` test, then poison every output;
+        * a ``list[int]`` field takes any iterable of integers (``range(2)``) and stores a list;
+        * and the whole config must be JSON-serialisable, so that ``save_adapter`` cannot fail half-way later."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), str(f.type).replace(" | None", "")
+            if value is None and " | None" in str(f.type):
+                continue
+            where = f"{type(self).__name__}.{f.name}"
+            if kind == "bool" and not isinstance(value, bool):
+                raise TypeError(f"{where} must be True or False, got {value!r}"
+                                + (" (a string: every non-empty string counts as True)" if isinstance(value, str) else "")
+                                + ".")
+            if kind == "int" and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                setattr(self, f.name, int(value))
+            if kind == "float":
+                if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                    raise TypeError(f"{where} must be a number, got {value!r}.")
+                if not math.isfinite(value):
+                    raise ValueError(f"{where} must be a finite number, got {value!r}: NaN or inf would make every "
+                                     "output of the adapted model NaN.")
+                if not isinstance(value, (int, float)):
+                    setattr(self, f.name, float(value))                  # np.float32(2.0) -> 2.0
+            if kind == "list[int]" and not isinstance(value, (str, bytes, dict)):
+                try:
+                    items = list(value)
+                except TypeError:
+                    continue                                             # not iterable: the method's validate says
+                if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items):
+                    setattr(self, f.name, [int(v) for v in items])       # range(2) -> [0, 1]
+        try:
+            json.dumps(self.to_dict())
+        except (TypeError, ValueError) as err:
+            bad = [f.name for f in fields(self) if not _json_ok(getattr(self, f.name))]
+            raise TypeError(f"{type(self).__name__} cannot be saved: field(s) {bad} hold values JSON cannot store "
+                            f"({err}). Use plain numbers, strings and lists.") from None
 
     # -- what a method implements
     def validate(self) -> None:
@@ -93,3 +138,12 @@ class PeftConfig:
         if method not in PeftConfig.REGISTRY:
             raise ValueError(f"Unknown PEFT method {method!r}; known: {sorted(PeftConfig.REGISTRY)}.")
         return PeftConfig.REGISTRY[method](**data)
+
+
+def _json_ok(value) -> bool:
+    try:
+        json.dumps(copy.deepcopy(value) if isinstance(value, (type(None), str, int, float, bool, list, tuple, dict))
+                   else getattr(value, "name_or_path", None))
+        return True
+    except (TypeError, ValueError):
+        return False

@@ -34,6 +34,7 @@ def inject(model: nn.Module, config: PeftConfig) -> nn.Module:
     """
     if not isinstance(config, PeftConfig):
         raise TypeError(f"inject() takes a minipeft config (LoRAConfig(...), ...), not {type(config).__name__}.")
+    config.check_types()
     config.validate()
 
     names: list[str] = []

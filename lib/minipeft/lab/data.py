@@ -132,6 +132,14 @@ def subsample(ds, n: int | None, seed: int = SEED):
 # --------------------------------------------------------------------------------------------- tokenise + collate
 def tokenize(ds, tokenizer, max_length: int = 64, text_column: str = "text"):
     """Add input_ids / attention_mask (no padding: batches are padded dynamically by the collate function)."""
+    if text_column not in ds.column_names:
+        others = [c for c in ds.column_names if c != "label"]
+        hint = (f' Rename it: ds = ds.rename_column("{others[0]}", "{text_column}"), or pass text_column="{others[0]}".'
+                if len(others) == 1 else f" Pass text_column=... (one of {others}).")
+        raise ValueError(f"This dataset has no {text_column!r} column to tokenise; its columns: {ds.column_names}.{hint}")
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"max_length must be an integer ≥ 2 ([CLS] and [SEP] take two tokens), got {max_length!r}.")
+
     def encode(batch):
         return tokenizer(batch[text_column], truncation=True, max_length=max_length)
 

@@ -23,6 +23,7 @@ from typing import Callable, ContextManager, Iterator
 import torch
 from torch import nn
 
+from ...core.checks import check_int, check_positive
 from ...core.params import trainable_parameters
 from ..data import EncoderCollate, tokenize
 from .memory import PeakRSS
@@ -45,6 +46,26 @@ class TrainConfig:
     progress: bool = True        # tqdm bar; off in tests
     device: str | None = None    # None -> "cuda" if available, else "cpu"
     desc: str = "train"          # the progress bar's label
+
+    def __post_init__(self):
+        # a bad value fails here, with the fix, not as a hang (batch_size=-1), a ZeroDivisionError (0) or one silent
+        # step (epochs=0); numpy integers are fine and stored as Python ints
+        for name in ("batch_size", "eval_batch_size", "max_length", "max_steps", "eval_every", "seed"):
+            value = getattr(self, name)
+            if value is None and name in ("max_steps", "eval_every"):
+                continue
+            least = {"seed": 0, "max_length": 2}.get(name, 1)
+            check_int(value, f"TrainConfig.{name}", {"max_length": "max_length=64", "seed": "seed=0"}.get(
+                name, f"{name}=32"), minimum=least)
+            setattr(self, name, int(value))
+        check_positive(self.epochs, "TrainConfig.epochs", "epochs=1 (or 0.5 for half the data)")
+        check_positive(self.lr, "TrainConfig.lr", "lr=1e-3 for LoRA, 5e-5 for full fine-tuning")
+        check_positive(self.weight_decay, "TrainConfig.weight_decay", "weight_decay=0.01", allow_zero=True)
+        if not (isinstance(self.warmup_ratio, (int, float)) and 0 <= self.warmup_ratio < 1):
+            raise ValueError(f"TrainConfig.warmup_ratio is a share of the steps in [0, 1) (e.g. 0.06), got "
+                             f"{self.warmup_ratio!r}.")
+        if self.grad_clip is not None:
+            check_positive(self.grad_clip, "TrainConfig.grad_clip", "grad_clip=1.0, or None for no clipping")
 
 
 @dataclass
@@ -184,6 +205,13 @@ class Epochs:
 
 
 # --------------------------------------------------------------------------------------------- loop
+def _require_labels(ds, what: str) -> None:
+    columns = getattr(ds, "column_names", None)
+    if columns is not None and "label" not in columns:
+        raise ValueError(f"The {what} set has no 'label' column (its columns: {columns}): a classifier needs one label "
+                         "per row. Rename yours, e.g. ds.rename_column(\"labels\", \"label\").")
+
+
 def fit(model: nn.Module, tokenizer, train_ds, eval_ds, config: TrainConfig | None = None, *,
         extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
         after_step: Callable[[nn.Module, int], None] | None = None, schedule=None) -> TrainResult:
@@ -199,6 +227,7 @@ def fit(model: nn.Module, tokenizer, train_ds, eval_ds, config: TrainConfig | No
     if schedule is None:
         if train_ds is None or len(train_ds) == 0:
             raise ValueError("The training set is empty.")
+        _require_labels(train_ds, "training")
         schedule = Epochs(as_tokenized(train_ds, tokenizer, config.max_length), config.batch_size)
     elif train_ds is not None:
         raise ValueError("Pass either train_ds or a schedule (which holds its own training data), not both.")
@@ -210,6 +239,10 @@ def fit(model: nn.Module, tokenizer, train_ds, eval_ds, config: TrainConfig | No
         total_steps = min(total_steps, config.max_steps)
 
     if eval_ds is not None:
+        if len(eval_ds) == 0:
+            raise ValueError("The evaluation set is empty: its accuracy would be meaningless. Pass eval_ds=None to "
+                             "train without evaluating.")
+        _require_labels(eval_ds, "evaluation")
         eval_ds = as_tokenized(eval_ds, tokenizer, config.max_length)   # tokenised once for every evaluation
     predictions: list[int] | None = None
 
@@ -237,6 +270,13 @@ def fit(model: nn.Module, tokenizer, train_ds, eval_ds, config: TrainConfig | No
                 loss = model(**batch).loss
             if extra_loss is not None:
                 loss = loss + extra_loss(model)
+            if not torch.isfinite(loss):                                 # before backward: the weights stay finite
+                bar.close()
+                raise FloatingPointError(
+                    f"The training loss is {loss.item()} at step {step + 1} of {total_steps}: training stopped, the "
+                    f"model keeps the weights of step {step}. Likely causes: a learning rate too high (lr="
+                    f"{config.lr:g}), a batch whose labels are all -100 (ignored: nothing to average), or NaN/inf "
+                    "in a method's hyper-parameters or in the inputs.")
             loss.backward()
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.grad_clip)
