@@ -165,9 +165,9 @@ def _stopped(question: str, result: dict) -> str | None:
     stopped = [c for c in cases if c.get("stopped")]
     if not stopped:
         return None
-    first = stopped[0]
-    public = [c for c in cases if not c["hidden"]]
-    which = f"public test {public.index(first) + 1}" if not first["hidden"] else "a hidden test"
+    first, public = stopped[0], [c for c in cases if not c["hidden"]]
+    number = next((i for i, c in enumerate(public, 1) if c is first), 0)
+    which = "a hidden test" if first["hidden"] else f"public test {number}"
     more = (f"; {len(stopped) - 1} more of its tests stopped after {stopped[1]['stopped']:g} s"
             if len(stopped) > 1 else "")
     return f"{question}: {which} ran longer than {first['stopped']:g} s and was stopped (an infinite loop?){more}"
@@ -235,10 +235,10 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
             on_cell_start=on_cell_start, on_cell_error=on_cell_error)
         try:
             client.execute(env={**os.environ, "MINIPEFT_QUICK": "1" if quick else "0"})
-        except BudgetExceeded as stop:
+        except BudgetExceeded as err:
             grade.status = "timeout"
             grade.problems.append(f"grading stopped after {budget:g} s (the budget for one notebook)"
-                                  + "".join(stop.args))
+                                  + "".join(err.args))
         except DeadKernelError:
             grade.status = "crashed"
             cell = current.get("cell")
@@ -248,9 +248,11 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
         stop_server()
     if results.is_file():
         grade.questions = json.loads(results.read_text(encoding="utf-8"))
-    grade.problems += [p for q in ag.points if q in grade.questions for p in [_stopped(q, grade.questions[q])] if p]
-    unchecked = [q + (" (its check was interrupted)" if grade.questions[q].get("interrupted") else "")
-                 for q in ag.points if q not in grade.questions or grade.questions[q].get("interrupted")]
+    stopped = [_stopped(q, grade.questions[q]) for q in ag.points if q in grade.questions]
+    grade.problems += [p for p in stopped if p]
+    interrupted = [q for q in ag.points if grade.questions.get(q, {}).get("interrupted")]
+    unchecked = [q + (" (its check was interrupted)" if q in interrupted else "")
+                 for q in ag.points if q not in grade.questions or q in interrupted]
     if unchecked:
         grade.problems.append("not graded (0 points): " + ", ".join(unchecked))
     if grade.status == "ok" and grade.problems:
