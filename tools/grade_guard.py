@@ -104,7 +104,7 @@ def install(seconds, path):
             json.dump(saved, f)
         os.replace(path + ".part", path)  # atomic: a kernel killed mid-write leaves the previous results whole
 
-    def saving_check(nb_or_test_path, nbmeta_config, test_name=None, global_env=None):  # Checker.check's
+    def saving_check(nb_or_test_path, nbmeta_config, test_name=None, global_env=None):  # as Checker.check
         current["stopped"] = []
         env = sys._getframe(1).f_globals if global_env is None else global_env  # as otter: the caller's globals
         try:
