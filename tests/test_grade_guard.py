@@ -40,12 +40,14 @@ def square(x):
 
 @pytest.fixture
 def guard(monkeypatch):
-    """Undo the guard after the test: otter's run_doctest and Checker.check, the SIGALRM handler and timer."""
+    """Undo the guard after the test: otter's run_doctest, doctest, Checker methods, the SIGALRM handler and timer."""
     import otter.test_files.ok_test as ok
     from otter.execute import Checker
 
     monkeypatch.setattr(ok, "run_doctest", ok.run_doctest)  # restored at teardown
+    monkeypatch.setattr(ok, "doctest", ok.doctest)
     monkeypatch.setattr(Checker, "check", Checker.__dict__["check"])  # the classmethod itself
+    monkeypatch.setattr(Checker, "check_if_not_already_checked", Checker.__dict__["check_if_not_already_checked"])
     handler = signal.getsignal(signal.SIGALRM)
     yield
     signal.setitimer(signal.ITIMER_REAL, 0)
@@ -169,3 +171,55 @@ def test_the_cell_grade_py_injects_keeps_no_name_and_survives_clobbered_globals(
     output = [line.strip() for line in result.test_case_results[0].message.splitlines() if line.strip()]
     assert output[-1] == STOPPED  # the feedback's line, exactly as in the kernel (__main__, no module prefix)
     assert json.loads(Path(results).read_text(encoding="utf-8"))["q1"]["score"] == 0
+
+
+def test_d_a_stopped_test_case_runs_no_more_lines_and_its_question_s_next_cases_get_a_short_limit(guard, tmp_path):
+    grade_guard.install(1.5, str(tmp_path / "results.json"))  # a tenth of it is under 1 s: the short limit is 1 s
+    env = student(LOOPING)
+    q1 = ok_test(tmp_path, "q1",
+                 {"code": ">>> square(3)\n9\n>>> square(4)\n16\n>>> square(5)\n25", "points": 2},  # each line loops
+                 {"code": ">>> square(6)\n36", "hidden": True},
+                 {"code": ">>> 1 + 1\n2"})  # a case that does not loop still passes
+    start = time.monotonic()
+    result = check(q1, env)
+    elapsed = time.monotonic() - start
+    # before: square(4) and square(5) ran with no time limit (5 s each, this loop's own end), then square(6) 1.5 s
+    assert 2.5 * 0.9 <= elapsed < 2.5 + 2, elapsed
+    first, hidden, plain = result.test_case_results
+    assert not first.passed and not hidden.passed and plain.passed and result.score == 1
+    assert "square(3)" in first.message and "square(4)" not in first.message  # the case ended at the stop
+    assert first.message.count("Failed example:") == 1 and "ran longer than 1.5 s" in first.message
+    saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["q1"]["cases"]
+    assert [case.get("stopped") for case in saved] == [1.5, 1.0, None]  # the limit that stopped it, hidden too
+    assert saved[1] == {"hidden": True, "passed": False, "hint": None, "output": None, "stopped": 1.0}
+
+    start = time.monotonic()  # the next question starts again with the whole limit
+    check(ok_test(tmp_path, "q2", {"code": ">>> square(7)\n49"}), env)
+    assert 1.5 * 0.9 <= time.monotonic() - start < 1.5 + 2
+    assert json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["q2"]["cases"][0]["stopped"] == 1.5
+
+
+def test_e_otter_s_final_check_skips_a_question_checked_or_interrupted_and_runs_the_others(guard, tmp_path):
+    from otter.execute import Checker
+
+    results = tmp_path / "results.json"
+    grade_guard.install(LIMIT, str(results))
+    runs = []
+
+    def interrupted():  # as the cell timeout interrupts a check cell: SIGINT, KeyboardInterrupt (doctest re-raises it)
+        runs.append("q1")
+        raise KeyboardInterrupt
+
+    env = {"interrupted": interrupted, "runs": runs}
+    q1 = ok_test(tmp_path, "q1", {"code": ">>> interrupted()"})
+    q2 = ok_test(tmp_path, "q2", {"code": ">>> runs.append('q2')"})
+    q3 = ok_test(tmp_path, "q3", {"code": ">>> runs.append('q3')"})
+    with pytest.raises(KeyboardInterrupt):
+        check(q1, env)
+    assert json.loads(results.read_text(encoding="utf-8")) == {
+        "q1": {"score": 0.0, "cases": [], "interrupted": True}}  # before: nothing saved, q1 run again at the end
+    check(q2, env)
+    for path in (q1, q2, q3):  # otter's last cell: Checker.check_if_not_already_checked for every test file
+        Checker.check_if_not_already_checked(path, env)
+    assert runs == ["q1", "q2", "q3"]  # q1 (interrupted) and q2 (checked) were not run again
+    assert list(json.loads(results.read_text(encoding="utf-8"))) == ["q1", "q2", "q3"]

@@ -9,6 +9,8 @@ import ast
 import csv
 import json
 import sys
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from release import assign  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "grading" / "tiny.ipynb"
 LIMITS = dict(cell_timeout=5, test_timeout=1)  # tiny's cells and tests take milliseconds
+LONG = " ".join(f"word{i}" for i in range(60))  # an error message of 400 characters
 
 
 # ---------------------------------------------------------------- what must never reach a student: the secrets
@@ -150,6 +153,7 @@ def _submissions(tiny, folder: Path) -> Path:
         "correct": correct,
         "unmodified": _notebook(tiny, solved=False),
         "raises": _notebook(tiny, {0: 'raise RuntimeError("boom")'}),
+        "long_error": _notebook(tiny, {0: f'raise RuntimeError("{LONG}")'}),
         "loop_cell": _notebook(tiny, {1: "while True:\n    pass"}),
         "loop_test": _notebook(tiny, {0: "def square(x):\n    while True:\n        try:\n            pass\n"
                                          "        except Exception:\n            pass"}),
@@ -204,7 +208,7 @@ def test_autograder_reads_questions_and_points(tiny):
     ("unmodified", [0, 0, 0], "ok"),
     ("raises", [0, 2, 1], "errors"),
     ("loop_cell", [2, 0, 1], "errors"),
-    ("loop_test", [0, 2, 1], "ok"),
+    ("loop_test", [0, 2, 1], "errors"),  # a test stopped by the time limit is named in the reason
     ("nan", [2, 0, 1], "ok"),
     ("wrong_type", [2, 0, 1], "ok"),
     ("deleted", [2, 2, 0], "ok"),
@@ -229,9 +233,19 @@ def test_reasons_say_what_went_wrong(graded):
     assert "raised RuntimeError: boom" in rows["raises"]["reason"]
     assert "`while True:`" in rows["loop_cell"]["reason"] and "interrupted" in rows["loop_cell"]["reason"]
     assert "kernel died" in rows["crash"]["reason"] and "`import os`" in rows["crash"]["reason"]
+    assert rows["loop_test"]["reason"] == ("q1: public test 1 ran longer than 1 s and was stopped (an infinite "
+                                           "loop?); 1 more of its tests stopped after 1 s")
     assert "empty file" in rows["empty"]["reason"]
     assert "not a valid Jupyter notebook" in rows["corrupt"]["reason"]
     assert "'00_adaptation'" in rows["wrong_assignment"]["reason"]
+
+
+def test_a_long_reason_is_cut_at_a_word_in_the_gradebook_and_whole_in_the_feedback(graded):
+    rows, feedback = graded
+    reason = rows["long_error"]["reason"]
+    assert reason.startswith("cell 5 (`raise RuntimeError(") and reason.endswith("…") and len(reason) <= 200, reason
+    assert reason[:-1].split()[-1] in LONG.split()  # a whole word before the "…", not "wor…"
+    assert f"raised RuntimeError: {LONG}" in (feedback / "long_error.md").read_text()
 
 
 def test_feedback_shows_public_hints_never_hidden_tests(graded):
@@ -260,6 +274,132 @@ def test_budget_stops_a_notebook_that_swallows_interrupts_and_keeps_earlier_ques
     result = grade.grade_submission(path, tiny["ag"], cell_timeout=2, test_timeout=1, budget=15)
     assert result.status == "timeout" and "grading stopped after 15 s" in "; ".join(result.problems)
     assert [result.score(q) for q in ("q1", "q2", "q3")] == [2, 2, 0]
+
+
+# ---------------------------------------------------------------- loops cost a test time limit, not the budget
+
+# q2 tested as the chapters test: several `>>>` lines per case, each calling the student's function (tiny's own q2
+# calls mean_of only on the last line of its hidden case)
+Q2_CALLS = [
+    {"code": ">>> assert mean_of([1, 2, 3, 4]) == 2.5\n>>> assert mean_of([2.0]) == 2.0\n",
+     "failure_message": "mean_of([1, 2, 3, 4]) should be 2.5."},
+    {"code": ">>> assert isinstance(average, float) and not math.isnan(average)\n",
+     "failure_message": "average must be a plain float, not NaN, a string or a list."},
+    {"code": ">>> assert mean_of([10.0, 20.0, 60.0]) == 30.0\n>>> assert average == 2.5\n", "hidden": True},
+]
+LOOPS = ("import time\n\ndef mean_of(values):\n    while True:  # sleeps, to leave the CPU to other tests\n"
+         "        time.sleep(0.01)\n\naverage = 2.5")
+
+
+def _autograder(tiny, folder: Path, **questions) -> grade.Autograder:
+    """tiny's autograder with some questions' tests replaced, {question: [case, ...]}: OK-format cases as otter
+    assign writes them (code, failure_message, hidden), the question's points unchanged."""
+    zip_path = folder / "tiny-autograder.zip"
+    with zipfile.ZipFile(tiny["zip"]) as old, zipfile.ZipFile(zip_path, "w") as new:
+        for item in old.infolist():
+            question = Path(item.filename).stem
+            if not (item.filename.startswith("tests/") and question in questions):
+                new.writestr(item, old.read(item))
+                continue
+            cases = [{"hidden": False, "locked": False, **case} for case in questions[question]]
+            test = {"name": question, "points": tiny["ag"].points[question], "suites": [
+                {"type": "doctest", "scored": True, "setup": "", "teardown": "", "cases": cases}]}
+            new.writestr(item, f"OK_FORMAT = True\n\ntest = {test!r}\n")
+    return grade.load_autograder(zip_path, folder / "autograder")
+
+
+def _grade(tiny, tmp_path, nb: dict, ag: grade.Autograder, **limits) -> tuple[grade.Grade, float, str]:
+    """One submission graded: its Grade, the seconds it took, its feedback file."""
+    path = tmp_path / "student.ipynb"
+    path.write_text(json.dumps(nb))
+    start = time.monotonic()
+    result = grade.grade_submission(path, ag, **limits)
+    return result, time.monotonic() - start, grade.feedback("student", result, ag)
+
+
+@pytest.mark.parametrize("checked_by", ["its check cell", "otter's final check"])
+def test_a_function_that_loops_costs_one_test_time_limit_not_the_budget(tiny, tmp_path, checked_by):
+    nb = _notebook(tiny, {1: LOOPS})
+    if checked_by == "otter's final check":  # the student deleted the check cell
+        nb["cells"] = [c for c in nb["cells"] if "".join(c["source"]) != 'grader.check("q2")']
+    ag = _autograder(tiny, tmp_path, q2=Q2_CALLS)
+    result, seconds, feedback = _grade(tiny, tmp_path, nb, ag, cell_timeout=5, test_timeout=2, budget=120)
+    reason = "; ".join(result.problems)
+    # before: the stopped case's next line called mean_of again with no time limit, the check cell was interrupted
+    # (q2 lost), and otter's final check ran q2 again until the budget: 120 s, "errors", q2 "not graded"
+    assert seconds < 60, (seconds, reason)
+    assert result.status == "errors", reason
+    assert reason == ("q2: public test 1 ran longer than 2 s and was stopped (an infinite loop?); "
+                      "1 more of its tests stopped after 1 s")
+    assert [result.score(q) for q in ("q1", "q3")] == [2, 1] and 0 < result.score("q2") < 2  # average passes
+    q2 = feedback.split("## q2")[1].split("## q3")[0]
+    assert "- public test 1: **failed**. mean_of([1, 2, 3, 4]) should be 2.5." in q2
+    assert "`assert mean_of([1, 2, 3, 4]) == 2.5` gave `TestTimeout: this test ran longer than 2 s" in q2
+    assert "- public test 2: passed" in q2
+    assert "hidden tests: 0 of 1 passed (they try other inputs than the public tests); 1 of them ran too long" in q2
+
+
+def test_a_check_cell_that_runs_out_of_time_is_not_run_again_by_the_final_check(tiny, tmp_path):
+    ag = _autograder(tiny, tmp_path, q2=Q2_CALLS)  # a test time limit longer than the cell's: the cell's wins
+    result, seconds, feedback = _grade(tiny, tmp_path, _notebook(tiny, {1: LOOPS}), ag,
+                                       cell_timeout=3, test_timeout=30, budget=120)
+    reason = "; ".join(result.problems)
+    assert seconds < 60, (seconds, reason)  # before: otter's final check ran q2 again, until the budget
+    assert result.status == "errors", reason
+    assert reason == ('cell 9 (`grader.check("q2")`) ran longer than 3 s and was interrupted; '
+                      "not graded (0 points): q2 (its check was interrupted)")
+    assert [result.score(q) for q in ("q1", "q2", "q3")] == [2, 0, 1]
+    assert "Not graded: its tests ran longer than the time limit of the cell that checks them" in feedback
+
+
+def test_the_budget_running_out_in_otter_s_final_check_is_a_timeout(tiny, tmp_path):
+    stubborn = ("import time\ndef shout(word):\n    while True:\n        try:\n            time.sleep(0.1)\n"
+                "        except BaseException:\n            pass")
+    nb = _notebook(tiny, {2: stubborn})
+    nb["cells"] = [c for c in nb["cells"] if "".join(c["source"]) != 'grader.check("q3")']  # checked at the end
+    result, seconds, feedback = _grade(tiny, tmp_path, nb, tiny["ag"], cell_timeout=2, test_timeout=1, budget=15)
+    reason = "; ".join(result.problems)
+    # before: "errors", "a grading step failed (CellTimeoutError)", and q3 "did not get as far as this question"
+    assert result.status == "timeout", reason
+    assert reason.startswith("grading stopped after 15 s (the budget for one notebook) during otter's final checks")
+    assert [result.score(q) for q in ("q1", "q2", "q3")] == [2, 2, 0]
+    assert "Not graded: grading stopped (status: timeout) before this question's tests finished." in feedback
+    assert "did not get as far" not in feedback
+
+
+def test_feedback_gives_the_first_error_of_a_failed_case_and_the_whole_exception(tiny, tmp_path):
+    q1 = [{"code": ">>> _s = square(3)\n>>> assert _s == 9\n", "failure_message": "square(3) should be 9."},
+          {"code": ">>> _t = square(4)\n>>> assert _t == 16\n", "failure_message": "square(4) should be 16."}]
+    typo = ("def square(x):\n    if x == 3:\n        return math.sqaure(x)  # a typo\n"
+            "    raise ValueError('square: x must be a float,\\n  not ' + type(x).__name__)")
+    result, _, feedback = _grade(tiny, tmp_path, _notebook(tiny, {0: typo}), _autograder(tiny, tmp_path, q1=q1),
+                                 **LIMITS)
+    assert result.status == "ok", result.problems
+    # the line that raised and its own error, not the next line's consequence ("NameError: name '_s' ...")
+    assert "`_s = square(3)` gave `AttributeError: module 'math' has no attribute 'sqaure'`" in feedback
+    assert "`_t = square(4)` gave `ValueError: square: x must be a float, not int`" in feedback  # not "not int"
+    assert "NameError" not in feedback
+
+
+def test_the_course_s_check_all_cell_checks_nothing_in_grading_mode(monkeypatch, tmp_path):
+    """Chapters end with `grader.check_all()` (mp.exercises), which ran every question again when graded: a loop
+    twice, and the last run counted. otter's own check_all does nothing in grading mode; so does this one."""
+    import minipeft as mp
+    import otter
+
+    for question in ("q1", "q2"):
+        (tmp_path / f"{question}.py").write_text("OK_FORMAT = True\n")
+
+    class Notebook:  # what mp.exercises.Grader wraps: here it only records the checks
+        _tests_dir, _nbmeta_config, checked = str(tmp_path), None, []
+
+        def check(self, question, env):
+            self.checked.append(question)
+
+    assert mp.exercises.Grader(Notebook()).check_all() is not None and Notebook.checked == ["q1", "q2"]
+    monkeypatch.setattr(otter.Notebook, "_grading_mode", True)
+    Notebook.checked.clear()
+    assert mp.exercises.Grader(Notebook()).check_all() is None and Notebook.checked == []
 
 
 def test_submission_layouts(tmp_path):

@@ -13,9 +13,10 @@ Where the submissions are (the student's name comes from the file or folder name
 
 Writes build/grades/<chapter>/gradebook.csv (student, one column of points per question, total, possible, status,
 reason) and build/grades/<chapter>/feedback/<student>.md (score, public-test hints, hidden tests as counts only).
-Status: ok | errors (some cells raised or timed out; every question still graded) | timeout (over --budget: the
-questions checked by then keep their points) | crashed (the kernel died: same) | unreadable | wrong-assignment |
-missing. Grading runs in quick mode (MINIPEFT_QUICK=1) unless --full.
+Status: ok | errors (some cells raised or timed out, or a test was stopped; every question still graded) | timeout
+(over --budget: the questions checked by then keep their points) | crashed (the kernel died: same) | unreadable |
+wrong-assignment | missing. Grading runs in quick mode (MINIPEFT_QUICK=1) unless --full. The reason column is cut
+at about 200 characters (at a word, with "…"); the feedback file has it whole.
 
 Why not `otter run`? It executes the notebook with no time limit on a cell, so one `while True:` hangs the whole
 batch, and killing it from outside loses every question of that student; a test that never returns (a student
@@ -26,7 +27,9 @@ GradingPreprocessor (grading mode: `grader.check` reads the hidden tests; questi
 are checked at the end), otter's test runner and point rules (OKTestFile, Checker). It adds what otter run lacks:
 a per-cell timeout that interrupts the cell and goes on (nbclient), a per-test-case time limit (SIGALRM, in the
 kernel) and the results saved after every question (so a later crash keeps them), both by tools/grade_guard.py,
-an overall budget per submission, and a clear status for files that are not notebooks.
+an overall budget per submission, and a clear status for files that are not notebooks. One loop costs one time
+limit, not the budget: a stopped test case does not run its next lines, the question's next cases get a shorter
+limit, and the final check skips what was checked or interrupted (grade_guard.py says why each is needed).
 
 Student code runs with your permissions, as with otter run: grade on a machine or account you do not mind.
 """
@@ -139,12 +142,35 @@ def read_submission(path: Path, assignment: str):
             nb = nbformat.read(path, as_version=4)
             nbformat.validate(nb)
     except Exception as err:  # noqa: BLE001 - any parse or schema error means "not a notebook"
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        first = shorten((str(err).strip().splitlines() or [type(err).__name__])[0])
         raise Rejected("unreadable", f"{path.name} is not a valid Jupyter notebook ({first})") from None
     got = nb.metadata.get("otter", {}).get("assignment_name")
     if got and got != assignment:
         raise Rejected("wrong-assignment", f"{path.name} is the notebook of assignment {got!r}, not {assignment!r}")
     return nb
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    """`text` in at most `limit` characters, cut at its last space in the second half, then "…": not mid-word."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:") + "…"
+
+
+def _stopped(question: str, result: dict) -> str | None:
+    """What the test time limit stopped in a question, in words (None: nothing): the first case and its limit."""
+    cases = result.get("cases", [])
+    stopped = [c for c in cases if c.get("stopped")]
+    if not stopped:
+        return None
+    first, public = stopped[0], [c for c in cases if not c["hidden"]]
+    number = next((i for i, c in enumerate(public, 1) if c is first), 0)
+    which = "a hidden test" if first["hidden"] else f"public test {number}"
+    more = (f"; {len(stopped) - 1} more of its tests stopped after {stopped[1]['stopped']:g} s"
+            if len(stopped) > 1 else "")
+    return f"{question}: {which} ran longer than {first['stopped']:g} s and was stopped (an infinite loop?){more}"
 
 
 def _cell_name(cell) -> str:
@@ -185,10 +211,14 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
 
         def timeout(cell):  # the student's cells get cell_timeout; grading's own cells (import otter...) do not
             left = max(1.0, deadline - time.monotonic())
-            return min(cell_timeout, left) if "grade_cell" in cell.metadata else left
+            limit = min(cell_timeout, left) if "grade_cell" in cell.metadata else left
+            current["budget"] = limit == left  # a timeout of this cell is the budget's (e.g. otter's final checks)
+            return limit
 
         def on_cell_error(cell, cell_index, execute_reply):
             content = execute_reply["content"]
+            if content.get("ename") == "CellTimeoutError" and current.get("budget"):  # not "a grading step failed"
+                raise BudgetExceeded("" if "grade_cell" in cell.metadata else " during otter's final checks")
             if "grade_cell" not in cell.metadata:
                 grade.problems.append(f"a grading step failed ({content.get('ename')})")
             elif content.get("ename") == "CellTimeoutError":
@@ -196,7 +226,7 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
             else:
                 message = str(content.get("evalue", "")).strip().splitlines()
                 grade.problems.append(f"{_cell_name(cell)} raised {content.get('ename')}"
-                                      + (f": {message[0][:200]}" if message else ""))
+                                      + (f": {shorten(message[0], 1000)}" if message else ""))
 
         client = notebook_client(
             nb, timeout_func=timeout, interrupt_on_timeout=True, allow_errors=True, kernel_name="python3",
@@ -205,9 +235,10 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
             on_cell_start=on_cell_start, on_cell_error=on_cell_error)
         try:
             client.execute(env={**os.environ, "MINIPEFT_QUICK": "1" if quick else "0"})
-        except BudgetExceeded:
+        except BudgetExceeded as err:
             grade.status = "timeout"
-            grade.problems.append(f"grading stopped after {budget:g} s (the budget for one notebook)")
+            grade.problems.append(f"grading stopped after {budget:g} s (the budget for one notebook)"
+                                  + "".join(err.args))
         except DeadKernelError:
             grade.status = "crashed"
             cell = current.get("cell")
@@ -217,7 +248,11 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
         stop_server()
     if results.is_file():
         grade.questions = json.loads(results.read_text(encoding="utf-8"))
-    unchecked = [q for q in ag.points if q not in grade.questions]
+    stopped = [_stopped(q, grade.questions[q]) for q in ag.points if q in grade.questions]
+    grade.problems += [p for p in stopped if p]
+    interrupted = [q for q in ag.points if grade.questions.get(q, {}).get("interrupted")]
+    unchecked = [q + (" (its check was interrupted)" if q in interrupted else "")
+                 for q in ag.points if q not in grade.questions or q in interrupted]
     if unchecked:
         grade.problems.append("not graded (0 points): " + ", ".join(unchecked))
     if grade.status == "ok" and grade.problems:
@@ -240,7 +275,7 @@ def grade_submission(path: Path, ag: Autograder, cell_timeout: float = 120, test
     except Rejected as err:
         grade = Grade("", status=err.args[0], problems=[err.args[1]])
     except Exception as err:  # noqa: BLE001 - one broken submission must not stop the batch
-        grade = Grade("", status="crashed", problems=[f"grader error: {type(err).__name__}: {err}"[:300]])
+        grade = Grade("", status="crashed", problems=[shorten(f"grader error: {type(err).__name__}: {err}", 500)])
     return grade
 
 
@@ -275,8 +310,8 @@ def feedback(student: str, grade: Grade, ag: Autograder) -> str:
     for question, points in ag.points.items():
         lines += ["", f"## {question}: {grade.score(question):g} / {points:g}", ""]
         result = grade.questions.get(question)
-        if result is None:
-            lines.append("Not graded: your notebook did not get as far as this question's tests.")
+        if result is None or result.get("interrupted"):
+            lines.append(_not_graded(grade, result))
             continue
         public = [c for c in result["cases"] if not c["hidden"]]
         hidden = [c for c in result["cases"] if c["hidden"]]
@@ -287,12 +322,25 @@ def feedback(student: str, grade: Grade, ag: Autograder) -> str:
             failed, error = what_failed(case["output"] or "")
             lines.append(f"- public test {i}: **failed**. {case['hint'] or ''}".rstrip())
             if failed or error:
-                lines.append(f"  `{failed}` gave `{error[:200]}`" if failed else f"  `{error[:200]}`")
+                error = shorten(error, 300)
+                lines.append(f"  `{failed}` gave `{error}`" if failed else f"  `{error}`")
         if hidden:
-            passed = sum(c["passed"] for c in hidden)
+            passed, stopped = sum(c["passed"] for c in hidden), sum(bool(c.get("stopped")) for c in hidden)
             lines.append(f"- hidden tests: {passed} of {len(hidden)} passed"
-                         + ("" if passed == len(hidden) else " (they try other inputs than the public tests)"))
+                         + ("" if passed == len(hidden) else " (they try other inputs than the public tests)")
+                         + (f"; {stopped} of them ran too long and {'was' if stopped == 1 else 'were'} stopped"
+                            if stopped else ""))
     return "\n".join(lines) + "\n"
+
+
+def _not_graded(grade: Grade, result: dict | None) -> str:
+    """Why a question has no test results: its check cell ran out of time, or grading stopped before its tests."""
+    if result is not None:  # interrupted: tools/grade_guard.py saved it so that the final check does not rerun it
+        return ("Not graded: its tests ran longer than the time limit of the cell that checks them and were "
+                "interrupted (a test that never returns?).")
+    if grade.status in ("timeout", "crashed"):
+        return f"Not graded: grading stopped (status: {grade.status}) before this question's tests finished."
+    return "Not graded: this question's tests did not run."
 
 
 def grade_folder(submissions: dict[str, Path], ag: Autograder, out: Path, jobs: int = 1, **limits) -> dict:
@@ -316,7 +364,7 @@ def grade_folder(submissions: dict[str, Path], ag: Autograder, out: Path, jobs: 
         for student, grade in grades.items():
             scores = [grade.score(q) for q in ag.points]
             writer.writerow([student, *(f"{x:g}" for x in [*scores, sum(scores), sum(ag.points.values())]),
-                             grade.status, "; ".join(grade.problems)])
+                             grade.status, "; ".join(shorten(p) for p in grade.problems)])
             (out / "feedback" / f"{student}.md").write_text(feedback(student, grade, ag), encoding="utf-8")
     return grades
 

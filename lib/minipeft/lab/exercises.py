@@ -138,24 +138,42 @@ class Feedback:
 
 
 def what_failed(transcript: str) -> tuple[str, str]:
-    """From a doctest transcript, the first failing line and its error's last line ("NameError: name 'x' is ...").
+    """From a doctest transcript, the first failing line and its error ("NameError: name 'x' is not defined").
 
     The FIRST failure: later lines of a test case often fail only because of it (`out = f(x)` raised, so the next
-    line's `out` is undefined). `make grade`'s feedback files read transcripts with it too.
+    line's `out` is undefined). The error is the exception as Python printed it below the traceback's frames, its
+    lines joined: a message of several lines is not cut down to its last line, which lacks the exception's name.
+    `make grade`'s feedback files read transcripts with it too.
     """
-    lines = [line.strip() for line in transcript.splitlines() if line.strip()]
-    if "Failed example:" not in lines[:-1]:
-        return "", (lines[-1] if lines and "Test case failed" not in lines[-1] else "")
-    start = lines.index("Failed example:") + 1
+    lines = [line.rstrip() for line in transcript.splitlines() if line.strip()]
+    stripped = [line.strip() for line in lines]
+    if "Failed example:" not in stripped[:-1]:
+        return "", (stripped[-1] if stripped and "Test case failed" not in stripped[-1] else "")
+    start = stripped.index("Failed example:") + 1
     block = []
     for line in lines[start + 1:]:
-        if line.startswith(("Trying:", "*****")):
+        if line.strip().startswith(("Trying:", "*****")):
             break
         block.append(line)
-    error = block[-1] if block else ""
-    if "Exception raised:" not in block:  # an expression whose printed value differed: "Expected: ... Got: ..."
-        error = " ".join(block)
-    return lines[start], error
+    text = [line.strip() for line in block]
+    if "Exception raised:" in text:
+        return stripped[start], _exception(block)
+    # a value that differed: "Expected: ... Got: ..." (after the example's own next lines, if it has several)
+    return stripped[start], " ".join(text[text.index("Expected:"):] if "Expected:" in text else text)
+
+
+def _exception(traceback: list[str]) -> str:
+    """The exception of a traceback as doctest prints it (indented): after the last "Traceback ..." line, its frames
+    are indented deeper; the exception's text starts at the first line back at the traceback's own indentation."""
+    def indent(line):
+        return len(line) - len(line.lstrip())
+
+    heads = [i for i, line in enumerate(traceback) if line.strip() == "Traceback (most recent call last):"]
+    if not heads:
+        return traceback[-1].strip()
+    base, rest = indent(traceback[heads[-1]]), traceback[heads[-1] + 1:]
+    first = next((i for i, line in enumerate(rest) if indent(line) <= base), None)
+    return " ".join(line.strip() for line in rest[first:]) if first is not None else traceback[-1].strip()
 
 
 def _line(i: int, hint: str, failed: str, error: str) -> list[str]:
@@ -191,9 +209,15 @@ class Grader:
             global_env = sys._getframe(1).f_globals  # the student's namespace (otter would otherwise see ours)
         return Feedback(self._notebook.check(question, global_env))
 
-    def check_all(self) -> Summary:
+    def check_all(self) -> Summary | None:
+        """Every question checked again; nothing in grading mode (make grade), as otter's own check_all: grading
+        checks each question once, in its check cell or at the end, and a second run would count instead (against
+        the notebook's later state), and run a looping test again."""
+        from otter import Notebook
         from otter.check.utils import list_available_tests
 
+        if Notebook._grading_mode:
+            return None
         nb = self._notebook
         env = sys._getframe(1).f_globals
         return Summary([self.check(q, env) for q in list_available_tests(nb._tests_dir, nb._nbmeta_config)])
