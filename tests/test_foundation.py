@@ -194,6 +194,64 @@ def test_fit_refuses_a_fully_frozen_model():
         train.fit(model, _Tok(), _toy_task(32), _toy_task(8), train.TrainConfig(progress=False))
 
 
+@pytest.mark.parametrize("kwargs, phrase", [
+    (dict(batch_size=-1), "batch_size must be a positive integer"),        # hung in a busy loop
+    (dict(batch_size=0), "batch_size must be a positive integer"),         # ZeroDivisionError
+    (dict(batch_size=8.0), "batch_size must be a positive integer"),
+    (dict(epochs=0), "epochs must be a positive number"),                 # trained one step anyway
+    (dict(epochs=-1), "epochs must be a positive number"),
+    (dict(epochs=float("inf")), "epochs must be a positive number"),
+    (dict(lr=float("nan")), "lr must be a positive number"),
+    (dict(lr=0), "lr must be a positive number"),
+    (dict(max_length=0), "max_length must be an integer ≥ 2"),            # was ignored
+    (dict(max_steps=0), "max_steps must be a positive integer"),
+    (dict(eval_every=0), "eval_every must be a positive integer"),
+    (dict(eval_batch_size=-3), "eval_batch_size must be a positive integer"),
+    (dict(warmup_ratio=1.5), "warmup_ratio is a share of the steps in \\[0, 1\\)"),
+    (dict(weight_decay=-0.1), "weight_decay must be a number ≥ 0"),
+    (dict(grad_clip=0), "grad_clip must be a positive number .*None for no clipping"),
+    (dict(seed=-1), "seed must be an integer ≥ 0"),
+])
+def test_a_bad_train_config_fails_when_it_is_made_with_the_fix(kwargs, phrase):
+    with pytest.raises(ValueError, match=phrase):
+        train.TrainConfig(**kwargs)
+
+
+def test_a_numpy_batch_size_is_an_int():
+    import numpy as np
+
+    config = train.TrainConfig(batch_size=np.int64(8), max_steps=np.int32(3))
+    assert type(config.batch_size) is int and config.batch_size == 8 and type(config.max_steps) is int
+
+
+def test_fit_stops_at_a_non_finite_loss_before_it_reaches_the_weights():
+    model = train.MeanPoolClassifier(mp.tiny_encoder())
+    cfg = train.TrainConfig(max_steps=5, batch_size=8, progress=False)
+    calls = []
+
+    def poison(m):                                    # a NaN in the loss at the third step
+        calls.append(1)
+        return torch.tensor(float("nan") if len(calls) == 3 else 0.0)
+
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step 3 of 5.*weights of step 2.*learning rate too high"):
+        train.fit(model, _Tok(), _toy_task(64), None, cfg, extra_loss=poison)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    ignored = _toy_task(64).map(lambda row: {"label": -100})                 # every label ignored: 0/0
+    with pytest.raises(FloatingPointError, match="labels are all -100"):
+        train.fit(train.MeanPoolClassifier(mp.tiny_encoder()), _Tok(), ignored, None, cfg)
+
+
+def test_fit_names_what_is_wrong_with_the_data():
+    model, cfg = train.MeanPoolClassifier(mp.tiny_encoder()), train.TrainConfig(max_steps=2, progress=False)
+    with pytest.raises(ValueError, match="The evaluation set is empty.*eval_ds=None"):
+        train.fit(model, _Tok(), _toy_task(32), _toy_task(8).select([]), cfg)
+    with pytest.raises(ValueError, match="The training set has no 'label' column"):
+        train.fit(model, _Tok(), _toy_task(32).remove_columns("label"), None, cfg)
+    with pytest.raises(ValueError, match="no 'text' column.*rename_column\\(\"sentence\", \"text\"\\)"):
+        train.fit(model, _Tok(), _toy_task(32).rename_column("text", "sentence"), None, cfg)
+    assert all(p.grad is None for p in model.parameters())                 # nothing trained
+
+
 # --------------------------------------------------------------------------------------------- set-up files
 def test_environment_yml_pins_match_requirements():
     reqs = {l.strip() for l in (ROOT / "requirements.txt").read_text().splitlines() if l.strip() and l[0] != "#"}
