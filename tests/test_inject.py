@@ -41,8 +41,23 @@ def test_target_suffix_matches_at_a_dot_boundary_only():
 def test_target_regex_is_a_fullmatch():
     m = mp.inject(mp.tiny_encoder(), mp.LoRAConfig(r=2, targets=r".*layer\.1\..*(query|value)"))
     assert wrapped(m) == ["encoder.layer.1.attention.self.query", "encoder.layer.1.attention.self.value"]
-    with pytest.raises(ValueError, match="matched no module"):  # "query" alone does not fullmatch a dotted name
+    # "query" alone does not fullmatch a dotted name: the error says so and gives the list form
+    with pytest.raises(ValueError, match=r"'query' is read as ONE regular expression .*WHOLE module name \(e.g. "
+                                         r"encoder.layer.0.attention.self.query\).*pass a list: targets=\['query'\]"):
         mp.inject(mp.tiny_encoder(), mp.LoRAConfig(r=2, targets="query"))
+    with pytest.raises(ValueError, match=r"targets='\[' is read as ONE regular expression .* not a valid one"):
+        mp.inject(mp.tiny_encoder(), mp.LoRAConfig(r=2, targets="["))          # was a bare re.error
+
+
+def test_a_module_inside_another_methods_wrapper_is_named_with_the_order_that_works():
+    model = mp.inject(mp.tiny_encoder(), mp.PrefixConfig(length=2))
+    with pytest.raises(ValueError, match=r"'query' exists only inside another method's wrapper \(encoder.layer.0."
+                                         r"attention.self.base_layer.query, wrapped by BertPrefixAttention\).*inject "
+                                         r"this method first"):
+        mp.inject(model, mp.LoRAConfig(r=2, targets=["query"]))
+    both = mp.inject(mp.inject(mp.tiny_encoder(), mp.LoRAConfig(r=2, targets=["query"])), mp.PrefixConfig(length=2))
+    assert len(both.minipeft_configs) == 2                                   # the order the message gives works
+    assert torch.isfinite(both(ids()).last_hidden_state).all()
 
 
 def test_unmatched_target_lists_the_modules_that_exist():

@@ -70,16 +70,37 @@ def resolve_targets(model: nn.Module, targets: str | list[str], what: str = "tar
             raise ValueError(f"{what} names {dupes} more than once: each module can be targeted only once.")
     elif not isinstance(targets, str):
         raise TypeError(f"{what} must be a list of module names or a regex string, not {type(targets).__name__}.")
-    names = [n for n, _ in model.named_modules() if n and matches(n, targets)]
+    else:
+        try:
+            re.compile(targets)
+        except re.error as err:
+            raise ValueError(f"{what}={targets!r} is read as ONE regular expression over the full module name "
+                             f"(peft's syntax), and it is not a valid one ({err}). To name modules, pass a list: "
+                             f"{what}=['query', 'value'].") from None
+    every = [n for n, _ in model.named_modules() if n and matches(n, targets)]
     # never descend into a wrapper's own base_layer / sub-modules
-    names = [n for n in names if ".base_layer" not in n]
-    unmatched = [t for t in ([targets] if isinstance(targets, str) else targets)
-                 if not any(matches(n, t if isinstance(targets, str) else [t]) for n in names)]
+    names = [n for n in every if ".base_layer" not in n]
+    unmatched, problems = [], []
+    for t in ([targets] if isinstance(targets, str) else targets):
+        pattern = t if isinstance(targets, str) else [t]
+        if any(matches(n, pattern) for n in names):
+            continue
+        wrapped = [n for n in every if matches(n, pattern)]
+        suffix = [n for n, _ in model.named_modules() if n and ".base_layer" not in n and matches(n, [t])]
+        if wrapped:
+            owner = type(model.get_submodule(wrapped[0].split(".base_layer")[0])).__name__
+            problems.append(f"{t!r} exists only inside another method's wrapper ({wrapped[0]}, wrapped by {owner}): "
+                            "a module inside a wrapper cannot be wrapped again; inject this method first, then the "
+                            "one that wraps the whole block")
+        elif isinstance(targets, str) and suffix:
+            problems.append(f"{t!r} is read as ONE regular expression that must match the WHOLE module name "
+                            f"(e.g. {suffix[0]}); to name modules by their last part, pass a list: {what}=[{t!r}]")
+        else:
+            unmatched.append(t)
     if unmatched:
-        raise ValueError(
-            f"{what} {unmatched} matched no module of this {type(model).__name__}. "
-            f"Modules that exist: {describe_modules(model)}."
-        )
+        problems.insert(0, f"{unmatched} matched no module of this {type(model).__name__}")
+    if problems:
+        raise ValueError(f"{what} " + "; ".join(problems) + f". Modules that exist: {describe_modules(model)}.")
     return names
 
 
