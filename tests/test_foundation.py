@@ -88,6 +88,36 @@ def test_rotten_tomatoes_splits(rt):
     assert again["test"]["text"][:50] == rt["test"]["text"][:50]           # fixed seed
 
 
+def test_data_helpers_refuse_what_would_give_an_empty_split(rt):
+    with pytest.raises(ValueError, match=r"three positive fractions .* got \(0.5, 0.5\)"):
+        data.rotten_tomatoes(sizes=(0.5, 0.5))                              # gave an empty test split
+    with pytest.raises(ValueError, match="leaves the validation and test split"):
+        data._split(rt["test"].select(range(4)), (0.98, 0.01, 0.01), seed=0)
+    with pytest.raises(ValueError, match="n ≥ 1 .* got -5"):
+        data.subsample(rt["test"], -5)                                       # gave 0 rows
+    import numpy as np
+    assert len(data.subsample(rt["test"], np.int64(7))) == 7
+    if assets.have_vader():
+        with pytest.raises(ValueError, match=r"neutral_band .* in \[0, 4\)"):
+            data.vader_domains(neutral_band=10)                              # gave four empty splits
+        with pytest.raises(ValueError, match="drops every snippet of the 'movies' domain"):
+            data.vader_domains(neutral_band=3.99, domains=("movies",))
+        assert list(data.vader_domains(domains="amazon")) == ["amazon"]      # was split into letters
+
+
+def test_a_missing_model_folder_is_named_as_a_folder(tmp_path):
+    with pytest.raises(mp.MissingAssetError, match=f"No model folder at {tmp_path}/nope"):
+        mp.load_encoder(str(tmp_path / "nope"))                               # was "Repo id must be in the form"
+
+
+def test_a_prompt_longer_than_the_position_table_is_refused_before_any_edit():
+    model = mp.tiny_encoder()                                               # 64 positions
+    with pytest.raises(ValueError, match="A prompt of 1000 tokens does not fit this model: it has 64 positions"):
+        mp.inject(model, mp.PromptConfig(length=1000))
+    assert not hasattr(model, "prompt_encoder") and not hasattr(model, "minipeft_configs")
+    mp.inject(model, mp.PromptConfig(length=62))                             # the largest that fits
+
+
 def test_vader_domains_are_binary_and_drop_neutral():
     if not assets.have_vader():
         pytest.skip("VADER data not fetched")

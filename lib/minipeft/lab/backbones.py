@@ -69,6 +69,12 @@ def decoder_gguf() -> Path:
 # --------------------------------------------------------------------------------------------- hub / local names
 def _from_pretrained(auto_cls, name: str, **kwargs):
     """from_pretrained with an error a student can act on when the name cannot be reached (offline, typo)."""
+    # a path to a folder that is not there: transformers would report it as a malformed hub repo id
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1:
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            raise MissingAssetError(f"No model folder at {path.resolve()}: check the path (relative paths start at "
+                                    f"{Path.cwd()}), or pass a hub name such as 'bert-base-uncased'.")
     try:
         return auto_cls.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as err:

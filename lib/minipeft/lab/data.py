@@ -13,6 +13,7 @@ from __future__ import annotations
 import bz2
 import importlib.util
 import json
+import numbers
 from pathlib import Path
 
 import torch
@@ -41,8 +42,10 @@ def _split(ds, sizes: tuple[float, float, float], seed: int):
     import numpy as np
     from datasets import DatasetDict
 
-    if abs(sum(sizes) - 1.0) > 1e-9 or min(sizes) <= 0:
-        raise ValueError(f"sizes must be three positive fractions summing to 1, got {sizes}.")
+    if (not isinstance(sizes, (tuple, list)) or len(sizes) != 3 or not all(isinstance(v, (int, float)) for v in sizes)
+            or abs(sum(sizes) - 1.0) > 1e-9 or min(sizes) <= 0):
+        raise ValueError(f"sizes must be three positive fractions (train, validation, test) summing to 1, e.g. "
+                         f"(0.8, 0.1, 0.1); got {sizes!r}.")
     rng = np.random.default_rng(seed)
     labels = np.asarray(ds["label"])
     parts = [[], [], []]
@@ -52,6 +55,10 @@ def _split(ds, sizes: tuple[float, float, float], seed: int):
         cut2 = cut1 + round(sizes[1] * len(rows))
         for part, chunk in zip(parts, np.split(rows, [cut1, cut2])):
             part.extend(chunk.tolist())
+    empty = [name for name, part in zip(("train", "validation", "test"), parts) if not part]
+    if empty:
+        raise ValueError(f"sizes={tuple(sizes)} leaves the {' and '.join(empty)} split(s) of these {len(ds)} rows "
+                         "empty: give every split a larger share.")
     return DatasetDict({name: ds.select(rng.permutation(part).tolist())
                         for name, part in zip(("train", "validation", "test"), parts)})
 
@@ -88,6 +95,11 @@ def vader_domains(neutral_band: float = 0.5, domains: tuple[str, ...] = tuple(as
     if not assets.have_vader():
         raise MissingAssetError(f"VADER data not found in {assets.vader_dir()}. {SETUP_HINT}\n"
                                 "By hand: python -m minipeft.lab.assets")
+    if isinstance(domains, str):
+        domains = (domains,)                             # "amazon" is one domain, not six letters
+    if isinstance(neutral_band, bool) or not isinstance(neutral_band, (int, float)) or not 0 <= neutral_band < 4:
+        raise ValueError(f"neutral_band is a distance from 0 on the -4..+4 rating scale, in [0, 4) (e.g. 0.5); "
+                         f"got {neutral_band!r}.")
     unknown = set(domains) - set(assets.VADER_FILES)
     if unknown:
         raise ValueError(f"Unknown VADER domain(s) {sorted(unknown)}; choose from {list(assets.VADER_FILES)}.")
@@ -107,6 +119,9 @@ def vader_domains(neutral_band: float = 0.5, domains: tuple[str, ...] = tuple(as
             rows["text"].append(text)
             rows["label"].append(int(rating > 0))
             rows["rating"].append(rating)
+        if not rows["text"]:
+            raise ValueError(f"neutral_band={neutral_band} drops every snippet of the {domain!r} domain (no mean "
+                             "rating is that far from 0): use a smaller band, e.g. 0.5.")
         out[domain] = Dataset.from_dict(rows, features=features)
     return DatasetDict(out)
 
@@ -124,9 +139,13 @@ def kjv():
 
 def subsample(ds, n: int | None, seed: int = SEED):
     """The first ``n`` rows of a seeded shuffle (stratification is kept approximately); ``None`` keeps all."""
-    if n is None or n >= len(ds):
+    if n is None:
         return ds
-    return ds.shuffle(seed=seed).select(range(n))
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"subsample needs a number of rows n ≥ 1 (or None for all {len(ds)}), got {n!r}.")
+    if n >= len(ds):
+        return ds
+    return ds.shuffle(seed=seed).select(range(int(n)))
 
 
 # --------------------------------------------------------------------------------------------- tokenise + collate

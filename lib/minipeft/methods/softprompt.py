@@ -39,7 +39,19 @@ def install_prompt(model: nn.Module, build: Callable[[nn.Embedding], nn.Module])
     check_prompt_target(backbone)
     embeddings = backbone.get_input_embeddings()
     encoder = build(embeddings)  # may raise: nothing edited yet
+    check_prompt_fits(backbone, encoder.embedding.num_embeddings)
     attach_prompt(backbone, encoder.to(embeddings.weight.device))
+
+
+def check_prompt_fits(backbone: nn.Module, n: int) -> None:
+    """A model with a learned table of absolute positions (BERT's position_embeddings, GPT-2's wpe) cannot read more
+    tokens than the table has rows, and the prompt takes n of them before any input token: refuse it here, not
+    inside attention at the first forward pass. (Rotary models such as Llama have no table and no hard limit.)"""
+    table = getattr(getattr(backbone, "embeddings", None), "position_embeddings", None) or getattr(backbone, "wpe", None)
+    if isinstance(table, nn.Embedding) and n + 2 > table.num_embeddings:
+        raise ValueError(f"A prompt of {n} tokens does not fit this model: it has {table.num_embeddings} positions, "
+                         f"the prompt takes {n} and every input needs at least 2 more (e.g. [CLS], [SEP]). Use a prompt of "
+                         f"at most {table.num_embeddings - 2} tokens, and leave room for your inputs (n=20 is typical).")
 
 
 def check_prompt_target(backbone: nn.Module) -> None:
