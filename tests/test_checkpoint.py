@@ -180,6 +180,22 @@ def test_weights_that_do_not_belong_to_the_config_or_damaged_files_name_the_file
         mp.load_adapter(classifier(), tmp_path / "b")
 
 
+def test_adalora_reloads_the_triplets_it_pruned(tmp_path):
+    from minipeft.methods.adalora import adalora_layers, rank_pattern
+
+    model = mp.inject(classifier(), mp.AdaLoRAConfig(init_r=4, target_r=2, total_steps=10, modules_to_save=["head"]))
+    randomise(model)
+    with torch.no_grad():
+        for layer in adalora_layers(model).values():
+            layer.mask.copy_(torch.tensor([True, False, True, False]))     # what the allocator leaves behind
+    mp.save_adapter(model, tmp_path)
+    fresh = mp.load_adapter(classifier(), tmp_path)
+    assert rank_pattern(fresh) == rank_pattern(model)                  # was [T, T, T, T]: the mask was not saved
+    assert all(p == [True, False, True, False] for p in rank_pattern(fresh).values())
+    x = ids()
+    assert torch.equal(logits(fresh, x), logits(model, x))
+
+
 def test_nothing_to_save(tmp_path):
     with pytest.raises(ValueError, match="carries no PEFT method to save"):
         mp.save_adapter(classifier(), tmp_path)

@@ -321,3 +321,25 @@ def test_smollm2_prompt_matches_peft_generates_and_learns(tmp_path):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.1 * losses[0], losses  # measured 15.3, 11.0, 7.8, 4.5, 1.9, 0.45
+
+
+def test_a_text_initialised_prompt_reloads_when_its_tokenizer_is_gone(tok, tmp_path):
+    import json
+    import shutil
+
+    from minipeft.core.checkpoint import CONFIG_FILE
+
+    folder = tmp_path / "tok"
+    tok.save_pretrained(folder)
+    own = type(tok).from_pretrained(folder)                          # name_or_path: a folder we then delete
+    model = mp.inject(mp.tiny_encoder(), mp.PromptConfig(length=6, init="text", init_text="the movie was good",
+                                                          tokenizer=own))
+    with torch.no_grad():
+        model.prompt_encoder.embedding.weight.add_(0.1)                 # trained away from its start
+    mp.save_adapter(model, tmp_path / "adapter")
+    shutil.rmtree(folder)                                            # the tokenizer is out of reach
+    fresh = mp.load_adapter(mp.tiny_encoder(), tmp_path / "adapter")   # every weight is in the file
+    assert torch.equal(prompt_embeddings(fresh), prompt_embeddings(model))
+    assert fresh.minipeft_configs[0].init == "text"                   # it remembers how it started
+    saved = json.loads((tmp_path / "adapter" / CONFIG_FILE).read_text())["configs"][0]
+    assert saved["tokenizer"] == str(folder) and saved["init_text"] == "the movie was good"

@@ -29,7 +29,7 @@ from safetensors.torch import load, save
 from torch import nn
 
 from .config import PeftConfig
-from .inject import inject, peft_layers, peft_parameter_names
+from .inject import inject, peft_buffer_names, peft_layers, peft_parameter_names
 
 CONFIG_FILE = "minipeft_config.json"
 WEIGHTS_FILE = "minipeft_adapter.safetensors"
@@ -44,6 +44,7 @@ def save_adapter(model: nn.Module, directory: str | Path) -> Path:
     directory = Path(directory)
     params = dict(model.named_parameters())
     state = {name: params[name].detach().cpu().contiguous() for name in peft_parameter_names(model)}
+    state |= {name: model.get_buffer(name).detach().cpu().contiguous() for name in peft_buffer_names(model)}
     weights = save(state, metadata={"format": "pt"})                    # bytes: nothing written yet
     meta = {"configs": [c.to_dict() for c in configs], "modules_to_save": model.minipeft_modules_to_save,
             "weights_sha256": hashlib.sha256(weights).hexdigest()}
@@ -106,7 +107,8 @@ def _expected_shapes(model: nn.Module, configs: list[PeftConfig]) -> dict[str, t
         for config in configs:
             inject(ghost, config)
     params = dict(ghost.named_parameters())
-    return {name: params[name].shape for name in peft_parameter_names(ghost)}
+    return ({name: params[name].shape for name in peft_parameter_names(ghost)},
+            {name: ghost.get_buffer(name).shape for name in peft_buffer_names(ghost)})
 
 
 def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
@@ -121,7 +123,7 @@ def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
     fresh = not getattr(model, "minipeft_configs", None)
 
     if fresh:
-        expected = _expected_shapes(model, saved_configs)
+        expected, buffers = _expected_shapes(model, [c.for_loading() for c in saved_configs])
     else:
         wrong = _config_mismatches(meta["configs"], model.minipeft_configs)
         if sorted(meta["modules_to_save"]) != sorted(model.minipeft_modules_to_save):
@@ -137,11 +139,13 @@ def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
                              "old update inside W0. Call .unmerge() on them first.")
         params = dict(model.named_parameters())
         expected = {name: params[name].shape for name in peft_parameter_names(model)}
+        buffers = {name: model.get_buffer(name).shape for name in peft_buffer_names(model)}
 
+    # a buffer may be missing (an adapter saved before buffers were saved: it keeps its initial value)
     problems = [f"missing {n}" for n in expected if n not in state]
-    problems += [f"unexpected {n}" for n in state if n not in expected]
-    problems += [f"{n}: saved {tuple(t.shape)}, model needs {tuple(expected[n])}"
-                 for n, t in state.items() if n in expected and t.shape != expected[n]]
+    problems += [f"unexpected {n}" for n in state if n not in expected and n not in buffers]
+    problems += [f"{n}: saved {tuple(t.shape)}, model needs {tuple((expected | buffers)[n])}"
+                 for n, t in state.items() if n in (expected | buffers) and t.shape != (expected | buffers)[n]]
     if problems:
         more = f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""
         raise ValueError(f"The adapter in {directory} does not fit this {type(model).__name__}: "
@@ -149,9 +153,10 @@ def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
 
     if fresh:
         for config in saved_configs:
-            inject(model, config)
+            inject(model, config.for_loading())       # the tensors come from the file: no tokenizer needed
+        model.minipeft_configs[-len(saved_configs):] = saved_configs   # but the model remembers the saved configs
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, tensor in state.items():
-            params[name].copy_(tensor)
+            (params[name] if name in params else model.get_buffer(name)).copy_(tensor)
     return model

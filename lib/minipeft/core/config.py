@@ -108,6 +108,12 @@ class PeftConfig:
         Default: none."""
         return {}
 
+    def for_loading(self) -> "PeftConfig":
+        """This config as ``load_adapter`` injects it before copying the saved tensors in: the same shapes, but
+        no initialisation that needs something outside the file (prompt tuning's init from a tokenizer's text).
+        Default: the config itself."""
+        return self
+
     def to_peft(self, model: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
         """(adapter_config.json dict, adapter_model.safetensors state) in Hugging Face peft's format.
         Implemented by every method that peft also has; used by minipeft.export_peft."""

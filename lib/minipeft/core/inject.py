@@ -81,6 +81,18 @@ def peft_parameter_names(model: nn.Module) -> list[str]:
     return [name for name, p in model.named_parameters() if id(p) in chosen]
 
 
+def peft_buffer_names(model: nn.Module) -> list[str]:
+    """Full names of the persistent buffers of PEFT layers (outside their base layer): state that is learned but not
+    trained by gradient, such as AdaLoRA's mask of kept triplets. save_adapter saves them with the parameters."""
+    names = []
+    for prefix, module in model.named_modules():
+        if isinstance(module, PeftLayer):
+            params = {n for n, _ in module.named_parameters()}
+            names += [f"{prefix}.{n}" for n in module.state_dict(keep_vars=True)
+                      if not n.startswith("base_layer.") and n not in params]
+    return names
+
+
 def mark_trainable(model: nn.Module) -> None:
     """Freeze everything, then unfreeze exactly the PEFT parameters (see the module docstring)."""
     names = set(peft_parameter_names(model))

@@ -164,6 +164,14 @@ class MPTConfig(PeftConfig):
     def _shared_prompt_config(self) -> PromptConfig:
         return PromptConfig(length=self.length, init=self.init, label_words=self.label_words, tokenizer=self.tokenizer)
 
+    def for_loading(self) -> "PeftConfig":
+        # every weight is in the saved file: a text or label start (which needs the tokenizer) would be overwritten
+        import dataclasses
+
+        if self.init not in ("text", "labels"):
+            return self
+        return dataclasses.replace(self, init="random", label_words=None, tokenizer=None)
+
     def attach(self, model: nn.Module) -> None:
         install_prompt(model, self.build)
 

@@ -136,6 +136,14 @@ class PromptConfig(PeftConfig):
             rows.append(E[torch.tensor(ids, device=E.device)].mean(0))  # (d,) average over sub-tokens
         return torch.stack([rows[i % len(rows)] for i in range(n)])  # (n, d), labels cycled
 
+    def for_loading(self) -> "PeftConfig":
+        # every weight is in the saved file: a text or label start (which needs the tokenizer) would be overwritten
+        import dataclasses
+
+        if self.init not in ("text", "labels"):
+            return self
+        return dataclasses.replace(self, init="random", init_text=None, label_words=None, tokenizer=None)
+
     def attach(self, model: nn.Module) -> None:
         install_prompt(model, self.build)
 
