@@ -73,6 +73,7 @@ class IA3Linear(LinearDeltaLayer):
     def merge(self) -> None:
         if self.merged:
             return
+        self._keep_unmerged()                                 # bf16 / fp16: the exact W0 and bias, for unmerge
         self.base_layer.weight.mul_(self._scale())
         if not self.feedforward and self.base_layer.bias is not None:
             self.base_layer.bias.mul_(self.ia3_l)  # output scaling scales the bias too: l ⊙ (W x + b)
@@ -81,6 +82,9 @@ class IA3Linear(LinearDeltaLayer):
     @torch.no_grad()
     def unmerge(self) -> None:
         if not self.merged:
+            return
+        if self._restore_unmerged():
+            self.merged = False
             return
         if (self.ia3_l == 0).any():
             raise ValueError("Cannot unmerge IA3: some entries of l are 0, so the merged weight lost those rows/"
