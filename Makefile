@@ -1,7 +1,7 @@
 # PEFT from First Principles — one entry point.
 #   make course    set up (first time only) and open the course in JupyterLab
 #   make test      set up (first time only) and run the whole test suite (what CI runs)
-# Other targets: setup, chapters (execute every chapter headless), quick (the same in quick mode), release (regenerate student notebooks),
+# Other targets: setup, chapters (execute every chapter headless), quick (the same in quick mode), release (regenerate student notebooks), answers (a chapter's answer key),
 #                reference (a chapter's full-scale reference runs), grade (grade a folder of submissions), demo (run a chapter for a live walk-through), doctor (check the installation), clean.
 # Teaching workflow (release, grade, demo, Binder): docs/teaching.md.
 
@@ -19,7 +19,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # time instead of 4.4x (docs/benchmarks.md); the numbers computed are the same
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: course setup test chapters quick reference release grade demo doctor clean
+.PHONY: course setup test chapters quick reference release answers grade demo doctor clean
 
 # (--allow-root only where you are root, e.g. in a container: Jupyter refuses to start as root otherwise)
 course: setup
@@ -62,6 +62,12 @@ reference: setup
 # Regenerate every student notebook in exercises/ from its source in solutions/ (otter assign), plus autograder copies in build/release.
 release: setup
 	$(BIN)/python tools/release.py
+
+# The answer key of one chapter, for after its deadline: build/answers/NN_x.ipynb (solutions + public checks, no hidden test).
+#   make answers CHAPTER=02_lora
+answers: setup
+	@test -n "$(CHAPTER)" || { echo "usage: make answers CHAPTER=02_lora"; exit 2; }
+	$(BIN)/python tools/release.py --answers $(CHAPTER)
 
 # Grade a folder of student notebooks with the autograder from `make release` (layouts: docs/teaching.md).
 #   make grade SUBMISSIONS=folder [CHAPTER=00_adaptation] [CELL_TIMEOUT=120] [TEST_TIMEOUT=30] [BUDGET=900] [JOBS=1]

@@ -460,3 +460,30 @@ def test_grade_chapter_00_end_to_end(tmp_path):
     assert not leaks(feedback, secrets(ROOT / "solutions" / "00_adaptation.ipynb"))
     assert rows["solved"]["status"] == "ok", rows["solved"]
     assert rows["solved"]["total"] == rows["solved"]["possible"] == "10", rows["solved"]
+
+
+def test_an_answer_key_has_every_solution_and_no_hidden_test(monkeypatch, tmp_path):
+    import release
+
+    monkeypatch.setattr(release, "ANSWERS", tmp_path)
+    assert release.answers([]) == 2 and release.answers(["99_nope"]) == 2    # a chapter must be named, and exist
+    assert release.answers(["08_unified"]) == 0
+    key, source = tmp_path / "08_unified.ipynb", ROOT / "solutions" / "08_unified.ipynb"
+    solution, in_tests, inside = set(), False, False             # the source's solution lines, markers removed
+    for cell in json.loads(source.read_text(encoding="utf-8"))["cells"]:
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "raw":
+            in_tests = {"# BEGIN TESTS": True, "# END TESTS": False}.get(text.strip(), in_tests)
+        elif cell["cell_type"] == "code" and not in_tests:
+            for line in text.splitlines():
+                marker = line.strip()
+                if marker.startswith(("# BEGIN SOLUTION", "# END SOLUTION")):
+                    inside = marker.startswith("# BEGIN")
+                elif inside or marker.endswith("# SOLUTION"):
+                    solution.add(line.split("# SOLUTION")[0].strip())
+    secret = secrets(source)
+    hidden = {k: v for k, v in secret.items() if k.split("# SOLUTION")[0].strip() not in solution}
+    text = "\n".join("".join(c["source"]) for c in json.loads(key.read_text())["cells"])
+    assert len(hidden) >= 5 and not leaks(key, hidden)           # no hidden test, not even in the metadata
+    assert solution and all(line in text for line in solution)   # every solution line is there
+    assert "# MUTANTS" not in key.read_text()                    # nor the typical mistakes of the course's tests

@@ -3,6 +3,9 @@
     python tools/release.py            regenerate exercises/*.ipynb and build/release/<chapter>/ (autograder copies)
     python tools/release.py --check    exit 1 if a committed student notebook differs from what its source generates
     python tools/release.py 02_lora    only the named chapters (stem or file name), with or without --check
+    python tools/release.py --answers 02_lora   the answer key: build/answers/02_lora.ipynb (solutions and public
+                                                checks, no hidden test, no typical-mistake cell), to hand out after
+                                                the deadline
 
 The student version is never edited by hand: edit solutions/NN_*.ipynb, then run `make release`.
 """
@@ -18,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, EXERCISES, BUILD = ROOT / "solutions", ROOT / "exercises", ROOT / "build" / "release"
+ANSWERS = ROOT / "build" / "answers"
 
 
 def is_mutant_cell(cell) -> bool:
@@ -88,9 +92,38 @@ def release(check: bool = False, only: list[str] | None = None) -> int:
     return 0
 
 
+def answers(only: list[str]) -> int:
+    """The answer key of each named chapter: the student notebook with every answer cell replaced by its solution
+    (tools/demo.py's ``solved``, what `make demo` shows), normalised like the student version. Its metadata holds the
+    public tests only (the student notebook's), so its check cells run the checks a student's notebook runs."""
+    from demo import solved  # tools/demo.py (which imports this module: hence here, not at the top)
+
+    if not only:
+        print("Name the chapters, e.g. python tools/release.py --answers 02_lora: an answer key is handed out one "
+              "chapter at a time, after its deadline.")
+        return 2
+    sources = {s.stem: s for s in SOLUTIONS.glob("[0-9][0-9]_*.ipynb")}
+    unknown = sorted({Path(name).stem for name in only} - set(sources))
+    if unknown:
+        print(f"No solution source for {unknown} in solutions/; there are: {sorted(sources)}")
+        return 2
+    ANSWERS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for stem in sorted({Path(name).stem for name in only}):
+            out = assign(sources[stem], Path(tmp) / stem)
+            key = out / "answers.ipynb"      # the autograder copy carries every test in its metadata: never hand it out
+            key.write_text(json.dumps(solved(*(json.loads((out / part / f"{stem}.ipynb").read_text(encoding="utf-8"))
+                                               for part in ("student", "autograder")))), encoding="utf-8")
+            target = ANSWERS / f"{stem}.ipynb"
+            target.write_text(normalise(key), encoding="utf-8")
+            print(f"[answers] {target}: the solved notebook with its public checks (no hidden test)")
+    return 0
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--answers", action="store_true", help="write the answer keys of the named chapters")
     parser.add_argument("chapters", nargs="*", help="only these chapters, e.g. 02_lora (default: every one)")
     args = parser.parse_args()
-    sys.exit(release(args.check, args.chapters))
+    sys.exit(answers(args.chapters) if args.answers else release(args.check, args.chapters))
