@@ -42,7 +42,7 @@ $(STAMP): requirements.txt requirements-assets.txt pyproject.toml Makefile
 	touch $(STAMP)
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 # Execute every chapter top to bottom, headless, writing the executed copies to build/ (default settings).
 chapters: setup
