@@ -25,6 +25,7 @@ from release import assign  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "grading" / "tiny.ipynb"
 LIMITS = dict(cell_timeout=5, test_timeout=1)  # tiny's cells and tests take milliseconds
+FORMULA = '=HYPERLINK("http-evil","x")'
 LONG = " ".join(f"word{i}" for i in range(60))  # an error message of 400 characters
 
 
@@ -173,6 +174,7 @@ def _submissions(tiny, folder: Path) -> Path:
     for name, nb in nbs.items():
         (folder / f"{name}.ipynb").write_text(json.dumps(nb))
     (folder / "empty.ipynb").write_text("")
+    (folder / f"{FORMULA}.ipynb").write_text("")  # a name a spreadsheet would run as a formula (and in the reason)
     (folder / "corrupt.ipynb").write_text(json.dumps(correct)[:500])
     (folder / "not_a_notebook.ipynb").write_text('{"hello": "world"}')
     (folder / "dave").mkdir()  # a folder per student: the only notebook in it, whatever its name
@@ -240,6 +242,15 @@ def test_reasons_say_what_went_wrong(graded):
     assert "'00_adaptation'" in rows["wrong_assignment"]["reason"]
 
 
+def test_gradebook_cells_are_never_spreadsheet_formulas(graded):
+    rows, _ = graded
+    row = rows["'" + FORMULA]  # before: the name went into the CSV as is, and the spreadsheet ran it
+    assert row["status"] == "unreadable" and row["reason"].startswith("'" + FORMULA), row
+    cells = [cell for row in rows.values() for cell in row.values()]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert grade.spreadsheet_safe("-1 point") == "'-1 point" and grade.spreadsheet_safe("alice") == "alice"
+
+
 def test_a_long_reason_is_cut_at_a_word_in_the_gradebook_and_whole_in_the_feedback(graded):
     rows, feedback = graded
     reason = rows["long_error"]["reason"]
@@ -250,7 +261,7 @@ def test_a_long_reason_is_cut_at_a_word_in_the_gradebook_and_whole_in_the_feedba
 
 def test_feedback_shows_public_hints_never_hidden_tests(graded):
     rows, feedback = graded
-    assert {p.stem for p in feedback.glob("*.md")} == set(rows)
+    assert {grade.spreadsheet_safe(p.stem) for p in feedback.glob("*.md")} == set(rows)
     hidden = [s for s in secrets(FIXTURE) if "assert" in s] + ["square(-2.5)", "OTTER!", "[10.0, 20.0, 60.0]"]
     assert len(hidden) == 7
     for path in feedback.glob("*.md"):
@@ -415,6 +426,25 @@ def test_submission_layouts(tmp_path):
     every = grade.find_submissions(tmp_path, "01_lora", chapters, single=False)
     assert {k: v.relative_to(tmp_path).as_posix() for k, v in every.items()} == {
         "dan": "01_lora/dan.ipynb", "bob": "bob/01_lora.ipynb", "carol": "carol/01_lora.ipynb"}  # carol: missing
+
+
+def test_mixed_layouts_grade_every_submission_once_and_name_a_collision(tiny, tmp_path):
+    for path in ["alice.ipynb", "alice/tiny.ipynb", "tiny/alice.ipynb", "tiny/bob.ipynb", "carol/tiny.ipynb",
+                 "dan.ipynb", "erin/notes.ipynb", "erin/draft.ipynb", "00_adaptation/frank.ipynb"]:
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_text("")
+    found = grade.find_submissions(tmp_path, "tiny", ["00_adaptation"], single=True)  # as with --autograder
+    # before: alice graded once from one of her three notebooks (silently), and "tiny" graded as a student
+    assert {k: (tuple(p.relative_to(tmp_path).as_posix() for p in v) if isinstance(v, tuple)
+                else v.relative_to(tmp_path).as_posix()) for k, v in found.items()} == {
+        "alice": ("tiny/alice.ipynb", "alice/tiny.ipynb", "alice.ipynb"), "bob": "tiny/bob.ipynb",
+        "carol": "carol/tiny.ipynb", "dan": "dan.ipynb", "erin": "erin/tiny.ipynb"}
+    collision = grade.grade_submission(found["alice"], tiny["ag"], **LIMITS)
+    assert collision.status == "collision" and collision.problems == [
+        "3 notebooks for tiny: tiny/alice.ipynb, alice/tiny.ipynb, alice.ipynb: keep one (remove or rename the "
+        "others) and grade again"], collision.problems
+    missing = grade.grade_submission(found["erin"], tiny["ag"], **LIMITS)
+    assert missing.status == "missing" and "draft.ipynb, notes.ipynb" in missing.problems[0], missing.problems
 
 
 def test_flat_submissions_need_a_chapter(tmp_path, capsys):

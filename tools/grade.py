@@ -11,11 +11,15 @@ Where the submissions are (the student's name comes from the file or folder name
                                         whatever its name)
     folder/<chapter>/<student>.ipynb    a folder per chapter
 
+The layouts mix; a student with two notebooks for one chapter (say alice.ipynb and alice/<chapter>.ipynb) is not
+graded but gets status "collision" naming both. Cells of the CSV that a spreadsheet would run as a formula (they
+start with = + - @) get a leading apostrophe: a student names their own file.
+
 Writes build/grades/<chapter>/gradebook.csv (student, one column of points per question, total, possible, status,
 reason) and build/grades/<chapter>/feedback/<student>.md (score, public-test hints, hidden tests as counts only).
 Status: ok | errors (some cells raised or timed out, or a test was stopped; every question still graded) | timeout
 (over --budget: the questions checked by then keep their points) | crashed (the kernel died: same) | unreadable |
-wrong-assignment | missing. Grading runs in quick mode (MINIPEFT_QUICK=1) unless --full. The reason column is cut
+wrong-assignment | missing | collision. Grading runs in quick mode (MINIPEFT_QUICK=1) unless --full. The reason column is cut
 at about 200 characters (at a word, with "…"); the feedback file has it whole.
 
 Why not `otter run`? It executes the notebook with no time limit on a cell, so one `while True:` hangs the whole
@@ -133,7 +137,9 @@ def read_submission(path: Path, assignment: str):
     import nbformat
 
     if not path.is_file():
-        raise Rejected("missing", f"no notebook found ({path.name})")
+        others = sorted(p.name for p in path.parent.glob("*.ipynb")) if path.parent.is_dir() else []
+        raise Rejected("missing", f"no notebook found ({path.name})"
+                       + (f"; in {path.parent.name}/: {', '.join(others)}" if others else ""))
     if path.stat().st_size == 0:
         raise Rejected("unreadable", f"{path.name} is an empty file: save the notebook in Jupyter and resubmit")
     try:
@@ -260,10 +266,15 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
     return grade
 
 
-def grade_submission(path: Path, ag: Autograder, cell_timeout: float = 120, test_timeout: float = 30,
+def grade_submission(path: Path | tuple, ag: Autograder, cell_timeout: float = 120, test_timeout: float = 30,
                      budget: float = 900, quick: bool = True) -> Grade:
     """Grade one notebook against an unpacked autograder. Never raises: a failure is a status and a reason."""
     try:
+        if isinstance(path, tuple):  # see find_submissions
+            top = Path(os.path.commonpath(path))  # the submissions folder
+            raise Rejected("collision", f"{len(path)} notebooks for {ag.name}: "
+                           + ", ".join(p.relative_to(top).as_posix() for p in path)
+                           + ": keep one (remove or rename the others) and grade again")
         nb = read_submission(path, ag.name)
         with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
             work = Path(tmp)
@@ -279,23 +290,42 @@ def grade_submission(path: Path, ag: Autograder, cell_timeout: float = 120, test
     return grade
 
 
-def find_submissions(folder: Path, chapter: str, chapters: list[str], single: bool) -> dict[str, Path]:
-    """{student: notebook path} for one chapter (layouts in the module docstring); a missing file is a Path too."""
-    found: dict[str, Path] = {}
+def spreadsheet_safe(cell: str) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting with = + - @ (a formula in Excel, LibreOffice, Google
+    Sheets), a tab or a CR gets a leading apostrophe (OWASP's CSV-injection mitigation). A student names their own
+    file, and `=HYPERLINK(...)` as a name would otherwise run as a formula in the teacher's gradebook."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+
+
+def find_submissions(folder: Path, chapter: str, chapters: list[str], single: bool) -> dict[str, Path | tuple]:
+    """{student: notebook path} for one chapter (layouts in the module docstring); a missing file is a Path too.
+
+    The layouts mix, so one student may hand in the same chapter twice (alice.ipynb and alice/<chapter>.ipynb): that
+    student gets a tuple of every path, graded as status "collision", never one picked in silence. A folder named
+    after the chapter (or any course chapter) is a chapter folder, never a student: with --autograder the chapter
+    need not be a course chapter.
+    """
+    found: dict[str, list[Path]] = {}
+
+    def add(student: str, path: Path):
+        found.setdefault(student, []).append(path)
+
     if (folder / chapter).is_dir():
-        found.update({p.stem: p for p in sorted((folder / chapter).glob("*.ipynb"))})
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in chapters):
+        for p in sorted((folder / chapter).glob("*.ipynb")):
+            add(p.stem, p)
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in {*chapters, chapter}):
         if sub.name.startswith((".", "_")):
             continue  # .ipynb_checkpoints and the like
         notebooks = sorted(sub.glob("*.ipynb"))
         own = sub / f"{chapter}.ipynb"
-        if own.is_file() or not (single and len(notebooks) == 1):
-            found[sub.name] = own
-        else:
-            found[sub.name] = notebooks[0]
+        add(sub.name, own if own.is_file() or not (single and len(notebooks) == 1) else notebooks[0])
     if single:
-        found.update({p.stem: p for p in sorted(folder.glob("*.ipynb"))})
-    return found
+        for p in sorted(folder.glob("*.ipynb")):
+            add(p.stem, p)
+    for student, paths in found.items():  # a student folder without this chapter, next to a real submission
+        handed_in = [p for p in paths if p.is_file()] or paths[:1]
+        found[student] = handed_in
+    return {s: paths[0] if len(paths) == 1 else tuple(paths) for s, paths in found.items()}
 
 
 def feedback(student: str, grade: Grade, ag: Autograder) -> str:
@@ -363,8 +393,9 @@ def grade_folder(submissions: dict[str, Path], ag: Autograder, out: Path, jobs: 
         writer.writerow(["student", *ag.points, "total", "possible", "status", "reason"])
         for student, grade in grades.items():
             scores = [grade.score(q) for q in ag.points]
-            writer.writerow([student, *(f"{x:g}" for x in [*scores, sum(scores), sum(ag.points.values())]),
-                             grade.status, "; ".join(shorten(p) for p in grade.problems)])
+            writer.writerow([spreadsheet_safe(student),
+                             *(f"{x:g}" for x in [*scores, sum(scores), sum(ag.points.values())]),
+                             grade.status, spreadsheet_safe("; ".join(shorten(p) for p in grade.problems))])
             (out / "feedback" / f"{student}.md").write_text(feedback(student, grade, ag), encoding="utf-8")
     return grades
 
@@ -399,7 +430,7 @@ def main(argv=None) -> int:
             targets = [(c, lambda c=c: chapter_autograder(c, Path(tmp) / c)) for c in names]
         for name, get_autograder in targets:
             submissions = find_submissions(args.submissions, name, chapters, single)
-            if not any(p.is_file() for p in submissions.values()):
+            if not any(isinstance(p, tuple) or p.is_file() for p in submissions.values()):
                 continue  # nobody handed this chapter in
             ag, out = get_autograder(), args.out / name
             grade_folder(submissions, ag, out, jobs=args.jobs, **limits)
