@@ -392,6 +392,51 @@ def test_feedback_gives_the_first_error_of_a_failed_case_and_the_whole_exception
     assert "NameError" not in feedback
 
 
+# ---------------------------------------------------------------- a gradebook the teacher can trust: reported cheats
+
+REWRITE = ("import glob\nfor f in glob.glob('tests/*.py'):\n"
+           "    open(f, 'w').write(open(f).read().replace('>>> assert ', '>>> assert True or '))\n"
+           "import os\nos.makedirs('tests', exist_ok=True)\nfor q in ('q1', 'q2', 'q3'):  # or a test that passes\n"
+           "    open(f'tests/{q}.py', 'w').write('OK_FORMAT = True\\ntest = ' + repr({'name': q, 'points': None, "
+           "'suites': [{'type': 'doctest', 'scored': True, 'setup': '', 'teardown': '', 'cases': [{'code': "
+           "'>>> 1', 'hidden': False, 'locked': False}]}]}))")
+STEAL = ("import os\nfound = []\nfor top in ('.', '..', 'tests'):\n    for root, _, files in os.walk(top):\n"
+         "        found += [open(os.path.join(root, f)).read() for f in files if f.endswith('.py')]\n"
+         "open({stolen!r}, 'w').write('\\n'.join(found))")
+ALWAYS = "class Always:\n    def __eq__(self, other):\n        return True\n\ndef square(x):\n    return Always()"
+PATCHED_BUILTINS = ("import math\nmath.isnan = lambda x: False\nisinstance = lambda *args: True\n"
+                    "def mean_of(values):\n    return 2.5\n\naverage = float('nan')")
+PATCHED_CHECKER = "import otter.test_files.ok_test as ok\nok.run_doctest = lambda *args: (True, '')"
+
+
+@pytest.mark.parametrize("cheat, answers, solved, points, reason", [
+    # before: 5 / 5, status ok (the tests sat in the kernel's folder, read again at every check)
+    ("rewrites the tests", {0: REWRITE}, False, [0, 0, 0], None),
+    # before: the hidden tests in the student's file, and 0 / 5 ok (nothing told the teacher)
+    ("reads the tests", {0: STEAL}, False, [0, 0, 0], None),
+    # before: 5 / 5 ok
+    ("an always-True __eq__", {0: ALWAYS}, True, [0, 2, 1], "Always.__eq__"),
+    # before: q2's public test passed with a NaN average, ok
+    ("patches builtins", {1: PATCHED_BUILTINS}, True, [2, 0, 1], "math.isnan"),
+    # before: 5 / 5 ok with no answer
+    ("patches otter's test runner", {0: PATCHED_CHECKER}, False, [0, 0, 0], "otter.test_files.ok_test.run_doctest"),
+])
+def test_a_cheat_scores_nothing_and_what_is_seen_is_suspicious(tiny, tmp_path, cheat, answers, solved, points,
+                                                                  reason):
+    stolen = tmp_path / "stolen.txt"
+    answers = {k: v.replace("{stolen!r}", repr(str(stolen))) for k, v in answers.items()}
+    result, _, feedback = _grade(tiny, tmp_path, _notebook(tiny, answers, solved=solved), tiny["ag"], **LIMITS)
+    problems = "; ".join(result.problems)
+    assert [result.score(q) for q in ("q1", "q2", "q3")] == points, problems
+    if reason is None:
+        assert "suspicious" not in problems, problems
+    else:
+        assert result.status == "suspicious" and reason in problems, problems
+    if cheat == "reads the tests":  # no test file anywhere the student's code can reach: nothing to copy
+        assert stolen.exists()
+        assert "square(-2.5)" not in stolen.read_text() and "square(3)" not in stolen.read_text()
+
+
 def test_the_course_s_check_all_cell_checks_nothing_in_grading_mode(monkeypatch, tmp_path):
     """Chapters end with `grader.check_all()` (mp.exercises), which ran every question again when graded: a loop
     twice, and the last run counted. otter's own check_all does nothing in grading mode; so does this one."""

@@ -19,7 +19,8 @@ Writes build/grades/<chapter>/gradebook.csv (student, one column of points per q
 reason) and build/grades/<chapter>/feedback/<student>.md (score, public-test hints, hidden tests as counts only).
 Status: ok | errors (some cells raised or timed out, or a test was stopped; every question still graded) | timeout
 (over --budget: the questions checked by then keep their points) | crashed (the kernel died: same) | unreadable |
-wrong-assignment | missing | collision. Grading runs in quick mode (MINIPEFT_QUICK=1) unless --full. The reason column is cut
+wrong-assignment | missing | collision | suspicious (the grading guard saw tampering: the reason says what; the
+points are as graded, check the notebook). Grading runs in quick mode (MINIPEFT_QUICK=1) unless --full. The reason column is cut
 at about 200 characters (at a word, with "…"); the feedback file has it whole.
 
 Why not `otter run`? It executes the notebook with no time limit on a cell, so one `while True:` hangs the whole
@@ -43,6 +44,7 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -60,19 +62,21 @@ SOLUTIONS, RELEASE = ROOT / "solutions", ROOT / "build" / "release"
 GUARD = Path(__file__).with_name("grade_guard.py")  # what runs inside the student's kernel (see its docstring)
 
 
-def guard_cell(seconds: float, path: Path | str) -> str:
+def guard_cell(seconds: float, path: Path | str, tests: dict | None = None) -> str:
     """The code cell that installs the guard in the student's kernel, right after otter's grading-mode init cell.
 
     It holds the source of `install` from tools/grade_guard.py alone (every name the guard uses lives inside it, so
     student code cannot clobber them), the call with the time limit and the results file, then `del install`: the
     kernel's globals keep nothing of it. Hidden-test output is dropped there, before anything leaves the kernel.
+    `tests`: where the released tests are and their digests (see `install`), read and deleted before the student's
+    first cell.
     """
     source = GUARD.read_text(encoding="utf-8")
     install = next(node for node in ast.parse(source).body
                    if isinstance(node, ast.FunctionDef) and node.name == "install")
     return ("# Added by tools/grade.py: a time limit on every test case, and each question's results saved once "
             f"checked.\n{ast.get_source_segment(source, install)}\n\n"
-            f"install({float(seconds)!r}, {str(path)!r})\ndel install\n")
+            f"install({float(seconds)!r}, {str(path)!r}{'' if tests is None else f', {tests!r}'})\ndel install\n")
 
 
 @dataclass
@@ -80,6 +84,7 @@ class Autograder:
     name: str                 # the assignment (chapter) name, as in the notebook's otter metadata
     folder: Path              # the unpacked autograder zip: tests/*.py, files/ (support files), otter_config.json
     points: dict[str, float]  # question -> points possible, in question order
+    digests: dict[str, str] = field(default_factory=dict)  # question -> SHA-256 of tests/<question>.py in the zip
 
 
 @dataclass
@@ -107,10 +112,12 @@ def load_autograder(zip_path: Path, into: Path) -> Autograder:
 
     with zipfile.ZipFile(zip_path) as zf:
         zf.extractall(into)
+        digests = {Path(n).stem: hashlib.sha256(zf.read(n)).hexdigest() for n in zf.namelist()
+                   if n.startswith("tests/") and n.endswith(".py")}
     name = json.loads((into / "otter_config.json").read_text()).get("assignment_name") or zip_path.stem
     tests = sorted((into / "tests").glob("*.py"))
     points = {t.stem: OKTestFile.from_file(str(t)).possible for t in tests}
-    return Autograder(name, into, points)
+    return Autograder(name, into, points, digests)
 
 
 def chapter_autograder(chapter: str, into: Path) -> Autograder:
@@ -206,7 +213,8 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
             results_path=str(work / "otter_results.pkl"), logging_server_host=host, logging_server_port=port,
             seed=None, seed_variable=None, force_python3_kernel=True)
         nb, _ = GradingPreprocessor(config=config).preprocess(nb)
-        nb.cells.insert(1, new_code_cell(guard_cell(test_timeout, results)))
+        tests = {"from": str(work.parent / "released-tests"), "to": str(work / "tests"), "digests": ag.digests}
+        nb.cells.insert(1, new_code_cell(guard_cell(test_timeout, results, tests)))
 
         deadline, current = time.monotonic() + budget, {}
 
@@ -254,6 +262,7 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
         stop_server()
     if results.is_file():
         grade.questions = json.loads(results.read_text(encoding="utf-8"))
+    _suspicious(grade, ag, Path(f"{results}.guard"))
     stopped = [_stopped(q, grade.questions[q]) for q in ag.points if q in grade.questions]
     grade.problems += [p for p in stopped if p]
     interrupted = [q for q in ag.points if grade.questions.get(q, {}).get("interrupted")]
@@ -264,6 +273,23 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
     if grade.status == "ok" and grade.problems:
         grade.status = "errors"
     return grade
+
+
+def _suspicious(grade: Grade, ag: Autograder, guard: Path):
+    """Status "suspicious" with the reasons, for tampering the guard saw (see grade_guard.py) or results that the
+    guard cannot have written: the teacher looks at the notebook, the points stay as graded."""
+    report = json.loads(guard.read_text(encoding="utf-8")) if guard.is_file() else {}
+    reasons = list(report.get("suspicious", []))
+    if not report.get("finished") and grade.status == "ok" and not any(
+            p.startswith("a grading step failed") for p in grade.problems):
+        reasons.append("otter's final checks did not run through the grading guard (a patched checker?)")
+    for question, result in grade.questions.items():
+        score = result.get("score") if isinstance(result, dict) else None
+        if question not in ag.points or not isinstance(score, (int, float)) or not 0 <= score <= ag.points[question]:
+            reasons.append(f"the results file has {question}: {shorten(repr(result), 80)}, which no test gives")
+    if reasons:
+        grade.status = "suspicious"
+        grade.problems[:0] = [f"suspicious: {r}" for r in reasons]
 
 
 def grade_submission(path: Path | tuple, ag: Autograder, cell_timeout: float = 120, test_timeout: float = 30,
@@ -277,10 +303,13 @@ def grade_submission(path: Path | tuple, ag: Autograder, cell_timeout: float = 1
                            + ": keep one (remove or rename the others) and grade again")
         nb = read_submission(path, ag.name)
         with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
-            work = Path(tmp)
+            work = Path(tmp) / "work"
+            work.mkdir()
             if (ag.folder / "files").is_dir():  # support files next to the notebook, as otter run does
                 shutil.copytree(ag.folder / "files", work, dirs_exist_ok=True)
-            shutil.copytree(ag.folder / "tests", work / "tests")
+            # not in the notebook's folder: the guard reads them into memory and deletes them before the student's
+            # first cell (grade_guard.py says why)
+            shutil.copytree(ag.folder / "tests", Path(tmp) / "released-tests")
             (work / f"{ag.name}.ipynb").write_text(json.dumps(nb), encoding="utf-8")  # otter.Notebook() reads it
             grade = _run(nb, work, ag, cell_timeout, test_timeout, budget, quick)
     except Rejected as err:
