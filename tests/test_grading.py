@@ -394,12 +394,8 @@ def test_feedback_gives_the_first_error_of_a_failed_case_and_the_whole_exception
 
 # ---------------------------------------------------------------- a gradebook the teacher can trust: reported cheats
 
-REWRITE = ("import glob\nfor f in glob.glob('tests/*.py'):\n"
-           "    open(f, 'w').write(open(f).read().replace('>>> assert ', '>>> assert True or '))\n"
-           "import os\nos.makedirs('tests', exist_ok=True)\nfor q in ('q1', 'q2', 'q3'):  # or a test that passes\n"
-           "    open(f'tests/{q}.py', 'w').write('OK_FORMAT = True\\ntest = ' + repr({'name': q, 'points': None, "
-           "'suites': [{'type': 'doctest', 'scored': True, 'setup': '', 'teardown': '', 'cases': [{'code': "
-           "'>>> 1', 'hidden': False, 'locked': False}]}]}))")
+REWRITE = ("import glob\nfor f in glob.glob('tests/*.py'):  # the reported line, read before the file is emptied\n"
+           "    text = open(f).read()\n    open(f, 'w').write(text.replace('>>> assert ', '>>> assert True or '))")
 STEAL = ("import os\nfound = []\nfor top in ('.', '..', 'tests'):\n    for root, _, files in os.walk(top):\n"
          "        found += [open(os.path.join(root, f)).read() for f in files if f.endswith('.py')]\n"
          "open({stolen!r}, 'w').write('\\n'.join(found))")
