@@ -396,7 +396,7 @@ def test_feedback_gives_the_first_error_of_a_failed_case_and_the_whole_exception
 
 REWRITE = ("import glob\nfor f in glob.glob('tests/*.py'):  # the reported line, read before the file is emptied\n"
            "    text = open(f).read()\n    open(f, 'w').write(text.replace('>>> assert ', '>>> assert True or '))")
-STEAL = ("import os\nfound = []\nfor top in ('.', '..', 'tests'):\n    for root, _, files in os.walk(top):\n"
+STEAL = ("import os\nfound = []\nfor top in ('.', '..', 'tests', {ag!r}):\n    for root, _, files in os.walk(top):\n"
          "        found += [open(os.path.join(root, f)).read() for f in files if f.endswith('.py')]\n"
          "open({stolen!r}, 'w').write('\\n'.join(found))")
 ALWAYS = "class Always:\n    def __eq__(self, other):\n        return True\n\ndef square(x):\n    return Always()"
@@ -408,7 +408,8 @@ PATCHED_CHECKER = "import otter.test_files.ok_test as ok\nok.run_doctest = lambd
 @pytest.mark.parametrize("cheat, answers, solved, points, reason", [
     # before: 5 / 5, status ok (the tests sat in the kernel's folder, read again at every check)
     ("rewrites the tests", {0: REWRITE}, False, [0, 0, 0], None),
-    # before: the hidden tests in the student's file, and 0 / 5 ok (nothing told the teacher)
+    # before: the hidden tests in the student's file (from the notebook's folder, or the unpacked autograder's),
+    # and 0 / 5 ok
     ("reads the tests", {0: STEAL}, False, [0, 0, 0], None),
     # before: 5 / 5 ok
     ("an always-True __eq__", {0: ALWAYS}, True, [0, 2, 1], "Always.__eq__"),
@@ -420,7 +421,8 @@ PATCHED_CHECKER = "import otter.test_files.ok_test as ok\nok.run_doctest = lambd
 def test_a_cheat_scores_nothing_and_what_is_seen_is_suspicious(tiny, tmp_path, cheat, answers, solved, points,
                                                                   reason):
     stolen = tmp_path / "stolen.txt"
-    answers = {k: v.replace("{stolen!r}", repr(str(stolen))) for k, v in answers.items()}
+    answers = {k: v.replace("{stolen!r}", repr(str(stolen))).replace("{ag!r}", repr(str(tiny["ag"].folder)))
+               for k, v in answers.items()}  # the unpacked autograder: where the batch keeps the tests
     result, _, feedback = _grade(tiny, tmp_path, _notebook(tiny, answers, solved=solved), tiny["ag"], **LIMITS)
     problems = "; ".join(result.problems)
     assert [result.score(q) for q in ("q1", "q2", "q3")] == points, problems

@@ -85,6 +85,7 @@ class Autograder:
     folder: Path              # the unpacked autograder zip: tests/*.py, files/ (support files), otter_config.json
     points: dict[str, float]  # question -> points possible, in question order
     digests: dict[str, str] = field(default_factory=dict)  # question -> SHA-256 of tests/<question>.py in the zip
+    tests: dict[str, bytes] = field(default_factory=dict)  # question -> tests/<question>.py, held in memory
 
 
 @dataclass
@@ -107,7 +108,10 @@ class BudgetExceeded(Exception):
 
 
 def load_autograder(zip_path: Path, into: Path) -> Autograder:
-    """Unpack an otter autograder zip into `into` and read its questions and points with otter's own parser."""
+    """Unpack an otter autograder zip into `into` and read its questions and points with otter's own parser.
+
+    The test files stay in memory only (their unpacked copies are deleted): a folder of tests in /tmp for the whole
+    batch is one the students' code could find and read."""
     from otter.test_files import OKTestFile
 
     with zipfile.ZipFile(zip_path) as zf:
@@ -117,7 +121,9 @@ def load_autograder(zip_path: Path, into: Path) -> Autograder:
     name = json.loads((into / "otter_config.json").read_text()).get("assignment_name") or zip_path.stem
     tests = sorted((into / "tests").glob("*.py"))
     points = {t.stem: OKTestFile.from_file(str(t)).possible for t in tests}
-    return Autograder(name, into, points, digests)
+    held = {t.stem: t.read_bytes() for t in tests}
+    shutil.rmtree(into / "tests")
+    return Autograder(name, into, points, digests, held)
 
 
 def chapter_autograder(chapter: str, into: Path) -> Autograder:
@@ -309,7 +315,9 @@ def grade_submission(path: Path | tuple, ag: Autograder, cell_timeout: float = 1
                 shutil.copytree(ag.folder / "files", work, dirs_exist_ok=True)
             # not in the notebook's folder: the guard reads them into memory and deletes them before the student's
             # first cell (grade_guard.py says why)
-            shutil.copytree(ag.folder / "tests", Path(tmp) / "released-tests")
+            (Path(tmp) / "released-tests").mkdir()
+            for question, text in ag.tests.items():
+                (Path(tmp) / "released-tests" / f"{question}.py").write_bytes(text)
             (work / f"{ag.name}.ipynb").write_text(json.dumps(nb), encoding="utf-8")  # otter.Notebook() reads it
             grade = _run(nb, work, ag, cell_timeout, test_timeout, budget, quick)
     except Rejected as err:
