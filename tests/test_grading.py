@@ -402,6 +402,9 @@ STEAL = ("import os\nfound = []\nfor top in ('.', '..', 'tests', {ag!r}):\n    f
 ALWAYS = "class Always:\n    def __eq__(self, other):\n        return True\n\ndef square(x):\n    return Always()"
 PATCHED_BUILTINS = ("import math\nmath.isnan = lambda x: False\nisinstance = lambda *args: True\n"
                     "def mean_of(values):\n    return 2.5\n\naverage = float('nan')")
+FORGED = ("import json\njson.dump({q: {'score': p, 'cases': []} for q, p in [('q1', 2), ('q2', 2), ('q3', 1)]}, "
+          "open('results.json', 'w'))")
+SKIPPED_FINAL = "from otter.execute import Checker\nChecker.check_if_not_already_checked = lambda *a, **k: None\n" + FORGED
 PATCHED_CHECKER = "import otter.test_files.ok_test as ok\nok.run_doctest = lambda *args: (True, '')"
 
 
@@ -417,13 +420,21 @@ PATCHED_CHECKER = "import otter.test_files.ok_test as ok\nok.run_doctest = lambd
     ("patches builtins", {1: PATCHED_BUILTINS}, True, [2, 0, 1], "math.isnan"),
     # before: 5 / 5 ok with no answer
     ("patches otter's test runner", {0: PATCHED_CHECKER}, False, [0, 0, 0], "otter.test_files.ok_test.run_doctest"),
+    # a last cell of its own, after every check cell: before, 5 / 5 ok with no answer (the results file as written)
+    ("writes the results file", {"end": FORGED}, False, [0, 0, 0], None),
+    ("writes the results file, otter's final checks disabled", {"end": SKIPPED_FINAL}, False, [2, 2, 1],
+     "otter's final checks did not run through the grading guard"),
 ])
 def test_a_cheat_scores_nothing_and_what_is_seen_is_suspicious(tiny, tmp_path, cheat, answers, solved, points,
                                                                   reason):
     stolen = tmp_path / "stolen.txt"
     answers = {k: v.replace("{stolen!r}", repr(str(stolen))).replace("{ag!r}", repr(str(tiny["ag"].folder)))
                for k, v in answers.items()}  # the unpacked autograder: where the batch keeps the tests
-    result, _, feedback = _grade(tiny, tmp_path, _notebook(tiny, answers, solved=solved), tiny["ag"], **LIMITS)
+    nb = _notebook(tiny, {k: v for k, v in answers.items() if k != "end"}, solved=solved)
+    if "end" in answers:
+        nb["cells"].append({"cell_type": "code", "source": answers["end"], "metadata": {},
+                            "outputs": [], "execution_count": None})
+    result, _, feedback = _grade(tiny, tmp_path, nb, tiny["ag"], **LIMITS)
     problems = "; ".join(result.problems)
     assert [result.score(q) for q in ("q1", "q2", "q3")] == points, problems
     if reason is None:
