@@ -36,6 +36,12 @@ an overall budget per submission, and a clear status for files that are not note
 limit, not the budget: a stopped test case does not run its next lines, the question's next cases get a shorter
 limit, and the final check skips what was checked or interrupted (grade_guard.py says why each is needed).
 
+No test file is where the student's code can read or write it: the tests of the zip are held in memory here, written
+for each notebook outside its folder, and read by the guard (checked against the zip's SHA-256 digests) and deleted
+before the student's first cell; every check builds its test from memory. The guard also checks every value a test
+uses and puts back a patched otter before each check; what it sees makes the status "suspicious" (grade_guard.py
+says what it closes and what it cannot: the student's code runs in the same process as the checks).
+
 Student code runs with your permissions, as with otter run: grade on a machine or account you do not mind.
 """
 
