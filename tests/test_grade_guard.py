@@ -223,3 +223,43 @@ def test_e_otter_s_final_check_skips_a_question_checked_or_interrupted_and_runs_
         Checker.check_if_not_already_checked(path, env)
     assert runs == ["q1", "q2", "q3"]  # q1 (interrupted) and q2 (checked) were not run again
     assert list(json.loads(results.read_text(encoding="utf-8"))) == ["q1", "q2", "q3"]
+
+
+def test_f_tests_are_read_once_checked_against_their_digests_and_deleted_before_the_student_s_code(guard, tmp_path):
+    import hashlib
+
+    released, otter_dir = tmp_path / "released", tmp_path / "work" / "tests"
+    released.mkdir()
+    q1 = Path(ok_test(released, "q1", {"code": ">>> assert square(3) == 9"},
+                      {"code": ">>> assert square(-2.5) == 6.25", "hidden": True}))
+    q2 = Path(ok_test(released, "q2", {"code": ">>> assert square(0) == 0"}))
+    digests = {"q1": hashlib.sha256(q1.read_bytes()).hexdigest(), "q2": "0" * 64}  # q2 is not the released one
+    results = tmp_path / "results.json"
+    grade_guard.install(LIMIT, str(results), {"from": str(released), "to": str(otter_dir), "digests": digests})
+    # before: the tests sat in the notebook's folder, readable and writable by the student's code, read at each check
+    assert not released.exists()
+    assert sorted(p.name for p in otter_dir.iterdir()) == ["q1.py", "q2.py"]
+    assert all(p.read_text() == "" for p in otter_dir.iterdir())  # placeholders: otter's Notebook.check wants a file
+    ok_test(otter_dir, "q1", {"code": ">>> assert True"})  # the student's code writes a test that passes
+    result = check(str(otter_dir / "q1.py"), student("def square(x):\n    return x + x\n"))
+    assert [r.passed for r in result.test_case_results] == [False, False]  # the released tests, from memory
+    guard_file = json.loads((tmp_path / "results.json.guard").read_text(encoding="utf-8"))
+    assert guard_file["suspicious"] == ["tests/q2.py differs from the released autograder"]
+
+
+def test_g_a_value_built_to_pass_any_comparison_fails_and_is_reported(guard, tmp_path):
+    results = tmp_path / "results.json"
+    grade_guard.install(LIMIT, str(results))
+    env = student("class Always:\n    def __eq__(self, other):\n        return True\n\n"
+                  "def square(x):\n    return Always()\n\nisinstance = lambda *args: True\n")
+    path = ok_test(tmp_path, "q1", {"code": ">>> assert square(3) == 9"},
+                   {"code": ">>> assert isinstance(square, int)"}, {"code": ">>> assert 2 * 3 == 6"})
+    result = check(path, env)
+    # before: the first two passed
+    assert [r.passed for r in result.test_case_results] == [False, False, True]
+    assert "Suspicious: q1: a value of type Always whose __eq__ is the notebook's own" in (
+        result.test_case_results[0].message)
+    reasons = json.loads((tmp_path / "results.json.guard").read_text(encoding="utf-8"))["suspicious"]
+    assert reasons == ["q1: a value of type Always whose __eq__ is the notebook's own (Always.__eq__) reached a "
+                       "test: it could make any comparison pass",
+                       "q1: the notebook replaces the builtin `isinstance`, which the tests use"]

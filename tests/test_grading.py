@@ -25,6 +25,7 @@ from release import assign  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "grading" / "tiny.ipynb"
 LIMITS = dict(cell_timeout=5, test_timeout=1)  # tiny's cells and tests take milliseconds
+FORMULA = '=HYPERLINK("http-evil","x")'
 LONG = " ".join(f"word{i}" for i in range(60))  # an error message of 400 characters
 
 
@@ -173,6 +174,7 @@ def _submissions(tiny, folder: Path) -> Path:
     for name, nb in nbs.items():
         (folder / f"{name}.ipynb").write_text(json.dumps(nb))
     (folder / "empty.ipynb").write_text("")
+    (folder / f"{FORMULA}.ipynb").write_text("")  # a name a spreadsheet would run as a formula (and in the reason)
     (folder / "corrupt.ipynb").write_text(json.dumps(correct)[:500])
     (folder / "not_a_notebook.ipynb").write_text('{"hello": "world"}')
     (folder / "dave").mkdir()  # a folder per student: the only notebook in it, whatever its name
@@ -240,6 +242,15 @@ def test_reasons_say_what_went_wrong(graded):
     assert "'00_adaptation'" in rows["wrong_assignment"]["reason"]
 
 
+def test_gradebook_cells_are_never_spreadsheet_formulas(graded):
+    rows, _ = graded
+    row = rows["'" + FORMULA]  # before: the name went into the CSV as is, and the spreadsheet ran it
+    assert row["status"] == "unreadable" and row["reason"].startswith("'" + FORMULA), row
+    cells = [cell for row in rows.values() for cell in row.values()]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert grade.spreadsheet_safe("-1 point") == "'-1 point" and grade.spreadsheet_safe("alice") == "alice"
+
+
 def test_a_long_reason_is_cut_at_a_word_in_the_gradebook_and_whole_in_the_feedback(graded):
     rows, feedback = graded
     reason = rows["long_error"]["reason"]
@@ -250,7 +261,7 @@ def test_a_long_reason_is_cut_at_a_word_in_the_gradebook_and_whole_in_the_feedba
 
 def test_feedback_shows_public_hints_never_hidden_tests(graded):
     rows, feedback = graded
-    assert {p.stem for p in feedback.glob("*.md")} == set(rows)
+    assert {grade.spreadsheet_safe(p.stem) for p in feedback.glob("*.md")} == set(rows)
     hidden = [s for s in secrets(FIXTURE) if "assert" in s] + ["square(-2.5)", "OTTER!", "[10.0, 20.0, 60.0]"]
     assert len(hidden) == 7
     for path in feedback.glob("*.md"):
@@ -381,6 +392,60 @@ def test_feedback_gives_the_first_error_of_a_failed_case_and_the_whole_exception
     assert "NameError" not in feedback
 
 
+# ---------------------------------------------------------------- a gradebook the teacher can trust: reported cheats
+
+REWRITE = ("import glob\nfor f in glob.glob('tests/*.py'):  # the reported line, read before the file is emptied\n"
+           "    text = open(f).read()\n    open(f, 'w').write(text.replace('>>> assert ', '>>> assert True or '))")
+STEAL = ("import os\nfound = []\nfor top in ('.', '..', 'tests', {ag!r}):\n    for root, _, files in os.walk(top):\n"
+         "        found += [open(os.path.join(root, f)).read() for f in files if f.endswith('.py')]\n"
+         "open({stolen!r}, 'w').write('\\n'.join(found))")
+ALWAYS = "class Always:\n    def __eq__(self, other):\n        return True\n\ndef square(x):\n    return Always()"
+PATCHED_BUILTINS = ("import math\nmath.isnan = lambda x: False\nisinstance = lambda *args: True\n"
+                    "def mean_of(values):\n    return 2.5\n\naverage = float('nan')")
+FORGED = ("import json\njson.dump({q: {'score': p, 'cases': []} for q, p in [('q1', 2), ('q2', 2), ('q3', 1)]}, "
+          "open('results.json', 'w'))")
+SKIPPED_FINAL = "from otter.execute import Checker\nChecker.check_if_not_already_checked = lambda *a, **k: None\n" + FORGED
+PATCHED_CHECKER = "import otter.test_files.ok_test as ok\nok.run_doctest = lambda *args: (True, '')"
+
+
+@pytest.mark.parametrize("cheat, answers, solved, points, reason", [
+    # before: 5 / 5, status ok (the tests sat in the kernel's folder, read again at every check)
+    ("rewrites the tests", {0: REWRITE}, False, [0, 0, 0], None),
+    # before: the hidden tests in the student's file (from the notebook's folder, or the unpacked autograder's),
+    # and 0 / 5 ok
+    ("reads the tests", {0: STEAL}, False, [0, 0, 0], None),
+    # before: 5 / 5 ok
+    ("an always-True __eq__", {0: ALWAYS}, True, [0, 2, 1], "Always.__eq__"),
+    # before: q2's public test passed with a NaN average, ok
+    ("patches builtins", {1: PATCHED_BUILTINS}, True, [2, 0, 1], "math.isnan"),
+    # before: 5 / 5 ok with no answer
+    ("patches otter's test runner", {0: PATCHED_CHECKER}, False, [0, 0, 0], "otter.test_files.ok_test.run_doctest"),
+    # a last cell of its own, after every check cell: before, 5 / 5 ok with no answer (the results file as written)
+    ("writes the results file", {"end": FORGED}, False, [0, 0, 0], None),
+    ("writes the results file, otter's final checks disabled", {"end": SKIPPED_FINAL}, False, [2, 2, 1],
+     "otter's final checks did not run through the grading guard"),
+])
+def test_a_cheat_scores_nothing_and_what_is_seen_is_suspicious(tiny, tmp_path, cheat, answers, solved, points,
+                                                                  reason):
+    stolen = tmp_path / "stolen.txt"
+    answers = {k: v.replace("{stolen!r}", repr(str(stolen))).replace("{ag!r}", repr(str(tiny["ag"].folder)))
+               for k, v in answers.items()}  # the unpacked autograder: where the batch keeps the tests
+    nb = _notebook(tiny, {k: v for k, v in answers.items() if k != "end"}, solved=solved)
+    if "end" in answers:
+        nb["cells"].append({"cell_type": "code", "source": answers["end"], "metadata": {},
+                            "outputs": [], "execution_count": None})
+    result, _, feedback = _grade(tiny, tmp_path, nb, tiny["ag"], **LIMITS)
+    problems = "; ".join(result.problems)
+    assert [result.score(q) for q in ("q1", "q2", "q3")] == points, problems
+    if reason is None:
+        assert "suspicious" not in problems, problems
+    else:
+        assert result.status == "suspicious" and reason in problems, problems
+    if cheat == "reads the tests":  # no test file anywhere the student's code can reach: nothing to copy
+        assert stolen.exists()
+        assert "square(-2.5)" not in stolen.read_text() and "square(3)" not in stolen.read_text()
+
+
 def test_the_course_s_check_all_cell_checks_nothing_in_grading_mode(monkeypatch, tmp_path):
     """Chapters end with `grader.check_all()` (mp.exercises), which ran every question again when graded: a loop
     twice, and the last run counted. otter's own check_all does nothing in grading mode; so does this one."""
@@ -415,6 +480,25 @@ def test_submission_layouts(tmp_path):
     every = grade.find_submissions(tmp_path, "01_lora", chapters, single=False)
     assert {k: v.relative_to(tmp_path).as_posix() for k, v in every.items()} == {
         "dan": "01_lora/dan.ipynb", "bob": "bob/01_lora.ipynb", "carol": "carol/01_lora.ipynb"}  # carol: missing
+
+
+def test_mixed_layouts_grade_every_submission_once_and_name_a_collision(tiny, tmp_path):
+    for path in ["alice.ipynb", "alice/tiny.ipynb", "tiny/alice.ipynb", "tiny/bob.ipynb", "carol/tiny.ipynb",
+                 "dan.ipynb", "erin/notes.ipynb", "erin/draft.ipynb", "00_adaptation/frank.ipynb"]:
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_text("")
+    found = grade.find_submissions(tmp_path, "tiny", ["00_adaptation"], single=True)  # as with --autograder
+    # before: alice graded once from one of her three notebooks (silently), and "tiny" graded as a student
+    assert {k: (tuple(p.relative_to(tmp_path).as_posix() for p in v) if isinstance(v, tuple)
+                else v.relative_to(tmp_path).as_posix()) for k, v in found.items()} == {
+        "alice": ("tiny/alice.ipynb", "alice/tiny.ipynb", "alice.ipynb"), "bob": "tiny/bob.ipynb",
+        "carol": "carol/tiny.ipynb", "dan": "dan.ipynb", "erin": "erin/tiny.ipynb"}
+    collision = grade.grade_submission(found["alice"], tiny["ag"], **LIMITS)
+    assert collision.status == "collision" and collision.problems == [
+        "3 notebooks for tiny: tiny/alice.ipynb, alice/tiny.ipynb, alice.ipynb: keep one (remove or rename the "
+        "others) and grade again"], collision.problems
+    missing = grade.grade_submission(found["erin"], tiny["ag"], **LIMITS)
+    assert missing.status == "missing" and "draft.ipynb, notes.ipynb" in missing.problems[0], missing.problems
 
 
 def test_flat_submissions_need_a_chapter(tmp_path, capsys):

@@ -11,11 +11,16 @@ Where the submissions are (the student's name comes from the file or folder name
                                         whatever its name)
     folder/<chapter>/<student>.ipynb    a folder per chapter
 
+The layouts mix; a student with two notebooks for one chapter (say alice.ipynb and alice/<chapter>.ipynb) is not
+graded but gets status "collision" naming both. Cells of the CSV that a spreadsheet would run as a formula (they
+start with = + - @) get a leading apostrophe: a student names their own file.
+
 Writes build/grades/<chapter>/gradebook.csv (student, one column of points per question, total, possible, status,
 reason) and build/grades/<chapter>/feedback/<student>.md (score, public-test hints, hidden tests as counts only).
 Status: ok | errors (some cells raised or timed out, or a test was stopped; every question still graded) | timeout
 (over --budget: the questions checked by then keep their points) | crashed (the kernel died: same) | unreadable |
-wrong-assignment | missing. Grading runs in quick mode (MINIPEFT_QUICK=1) unless --full. The reason column is cut
+wrong-assignment | missing | collision | suspicious (the grading guard saw tampering: the reason says what; the
+points are as graded, check the notebook). Grading runs in quick mode (MINIPEFT_QUICK=1) unless --full. The reason column is cut
 at about 200 characters (at a word, with "…"); the feedback file has it whole.
 
 Why not `otter run`? It executes the notebook with no time limit on a cell, so one `while True:` hangs the whole
@@ -31,6 +36,12 @@ an overall budget per submission, and a clear status for files that are not note
 limit, not the budget: a stopped test case does not run its next lines, the question's next cases get a shorter
 limit, and the final check skips what was checked or interrupted (grade_guard.py says why each is needed).
 
+No test file is where the student's code can read or write it: the tests of the zip are held in memory here, written
+for each notebook outside its folder, and read by the guard (checked against the zip's SHA-256 digests) and deleted
+before the student's first cell; every check builds its test from memory. The guard also checks every value a test
+uses and puts back a patched otter before each check; what it sees makes the status "suspicious" (grade_guard.py
+says what it closes and what it cannot: the student's code runs in the same process as the checks).
+
 Student code runs with your permissions, as with otter run: grade on a machine or account you do not mind.
 """
 
@@ -39,6 +50,7 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -56,19 +68,21 @@ SOLUTIONS, RELEASE = ROOT / "solutions", ROOT / "build" / "release"
 GUARD = Path(__file__).with_name("grade_guard.py")  # what runs inside the student's kernel (see its docstring)
 
 
-def guard_cell(seconds: float, path: Path | str) -> str:
+def guard_cell(seconds: float, path: Path | str, tests: dict | None = None) -> str:
     """The code cell that installs the guard in the student's kernel, right after otter's grading-mode init cell.
 
     It holds the source of `install` from tools/grade_guard.py alone (every name the guard uses lives inside it, so
     student code cannot clobber them), the call with the time limit and the results file, then `del install`: the
     kernel's globals keep nothing of it. Hidden-test output is dropped there, before anything leaves the kernel.
+    `tests`: where the released tests are and their digests (see `install`), read and deleted before the student's
+    first cell.
     """
     source = GUARD.read_text(encoding="utf-8")
     install = next(node for node in ast.parse(source).body
                    if isinstance(node, ast.FunctionDef) and node.name == "install")
     return ("# Added by tools/grade.py: a time limit on every test case, and each question's results saved once "
             f"checked.\n{ast.get_source_segment(source, install)}\n\n"
-            f"install({float(seconds)!r}, {str(path)!r})\ndel install\n")
+            f"install({float(seconds)!r}, {str(path)!r}{'' if tests is None else f', {tests!r}'})\ndel install\n")
 
 
 @dataclass
@@ -76,6 +90,8 @@ class Autograder:
     name: str                 # the assignment (chapter) name, as in the notebook's otter metadata
     folder: Path              # the unpacked autograder zip: tests/*.py, files/ (support files), otter_config.json
     points: dict[str, float]  # question -> points possible, in question order
+    digests: dict[str, str] = field(default_factory=dict)  # question -> SHA-256 of tests/<question>.py in the zip
+    tests: dict[str, bytes] = field(default_factory=dict)  # question -> tests/<question>.py, held in memory
 
 
 @dataclass
@@ -98,15 +114,22 @@ class BudgetExceeded(Exception):
 
 
 def load_autograder(zip_path: Path, into: Path) -> Autograder:
-    """Unpack an otter autograder zip into `into` and read its questions and points with otter's own parser."""
+    """Unpack an otter autograder zip into `into` and read its questions and points with otter's own parser.
+
+    The test files stay in memory only (their unpacked copies are deleted): a folder of tests in /tmp for the whole
+    batch is one the students' code could find and read."""
     from otter.test_files import OKTestFile
 
     with zipfile.ZipFile(zip_path) as zf:
         zf.extractall(into)
+        digests = {Path(n).stem: hashlib.sha256(zf.read(n)).hexdigest() for n in zf.namelist()
+                   if n.startswith("tests/") and n.endswith(".py")}
     name = json.loads((into / "otter_config.json").read_text()).get("assignment_name") or zip_path.stem
     tests = sorted((into / "tests").glob("*.py"))
     points = {t.stem: OKTestFile.from_file(str(t)).possible for t in tests}
-    return Autograder(name, into, points)
+    held = {t.stem: t.read_bytes() for t in tests}
+    shutil.rmtree(into / "tests")
+    return Autograder(name, into, points, digests, held)
 
 
 def chapter_autograder(chapter: str, into: Path) -> Autograder:
@@ -133,7 +156,9 @@ def read_submission(path: Path, assignment: str):
     import nbformat
 
     if not path.is_file():
-        raise Rejected("missing", f"no notebook found ({path.name})")
+        others = sorted(p.name for p in path.parent.glob("*.ipynb")) if path.parent.is_dir() else []
+        raise Rejected("missing", f"no notebook found ({path.name})"
+                       + (f"; in {path.parent.name}/: {', '.join(others)}" if others else ""))
     if path.stat().st_size == 0:
         raise Rejected("unreadable", f"{path.name} is an empty file: save the notebook in Jupyter and resubmit")
     try:
@@ -200,7 +225,8 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
             results_path=str(work / "otter_results.pkl"), logging_server_host=host, logging_server_port=port,
             seed=None, seed_variable=None, force_python3_kernel=True)
         nb, _ = GradingPreprocessor(config=config).preprocess(nb)
-        nb.cells.insert(1, new_code_cell(guard_cell(test_timeout, results)))
+        tests = {"from": str(work.parent / "released-tests"), "to": str(work / "tests"), "digests": ag.digests}
+        nb.cells.insert(1, new_code_cell(guard_cell(test_timeout, results, tests)))
 
         deadline, current = time.monotonic() + budget, {}
 
@@ -248,6 +274,7 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
         stop_server()
     if results.is_file():
         grade.questions = json.loads(results.read_text(encoding="utf-8"))
+    _suspicious(grade, ag, Path(f"{results}.guard"))
     stopped = [_stopped(q, grade.questions[q]) for q in ag.points if q in grade.questions]
     grade.problems += [p for p in stopped if p]
     interrupted = [q for q in ag.points if grade.questions.get(q, {}).get("interrupted")]
@@ -260,16 +287,43 @@ def _run(nb, work: Path, ag: Autograder, cell_timeout: float, test_timeout: floa
     return grade
 
 
-def grade_submission(path: Path, ag: Autograder, cell_timeout: float = 120, test_timeout: float = 30,
+def _suspicious(grade: Grade, ag: Autograder, guard: Path):
+    """Status "suspicious" with the reasons, for tampering the guard saw (see grade_guard.py) or results that the
+    guard cannot have written: the teacher looks at the notebook, the points stay as graded."""
+    report = json.loads(guard.read_text(encoding="utf-8")) if guard.is_file() else {}
+    reasons = list(report.get("suspicious", []))
+    if not report.get("finished") and grade.status == "ok" and not any(
+            p.startswith("a grading step failed") for p in grade.problems):
+        reasons.append("otter's final checks did not run through the grading guard (a patched checker?)")
+    for question, result in grade.questions.items():
+        score = result.get("score") if isinstance(result, dict) else None
+        if question not in ag.points or not isinstance(score, (int, float)) or not 0 <= score <= ag.points[question]:
+            reasons.append(f"the results file has {question}: {shorten(repr(result), 80)}, which no test gives")
+    if reasons:
+        grade.status = "suspicious"
+        grade.problems[:0] = [f"suspicious: {r}" for r in reasons]
+
+
+def grade_submission(path: Path | tuple, ag: Autograder, cell_timeout: float = 120, test_timeout: float = 30,
                      budget: float = 900, quick: bool = True) -> Grade:
     """Grade one notebook against an unpacked autograder. Never raises: a failure is a status and a reason."""
     try:
+        if isinstance(path, tuple):  # see find_submissions
+            top = Path(os.path.commonpath(path))  # the submissions folder
+            raise Rejected("collision", f"{len(path)} notebooks for {ag.name}: "
+                           + ", ".join(p.relative_to(top).as_posix() for p in path)
+                           + ": keep one (remove or rename the others) and grade again")
         nb = read_submission(path, ag.name)
         with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
-            work = Path(tmp)
+            work = Path(tmp) / "work"
+            work.mkdir()
             if (ag.folder / "files").is_dir():  # support files next to the notebook, as otter run does
                 shutil.copytree(ag.folder / "files", work, dirs_exist_ok=True)
-            shutil.copytree(ag.folder / "tests", work / "tests")
+            # not in the notebook's folder: the guard reads them into memory and deletes them before the student's
+            # first cell (grade_guard.py says why)
+            (Path(tmp) / "released-tests").mkdir()
+            for question, text in ag.tests.items():
+                (Path(tmp) / "released-tests" / f"{question}.py").write_bytes(text)
             (work / f"{ag.name}.ipynb").write_text(json.dumps(nb), encoding="utf-8")  # otter.Notebook() reads it
             grade = _run(nb, work, ag, cell_timeout, test_timeout, budget, quick)
     except Rejected as err:
@@ -279,23 +333,42 @@ def grade_submission(path: Path, ag: Autograder, cell_timeout: float = 120, test
     return grade
 
 
-def find_submissions(folder: Path, chapter: str, chapters: list[str], single: bool) -> dict[str, Path]:
-    """{student: notebook path} for one chapter (layouts in the module docstring); a missing file is a Path too."""
-    found: dict[str, Path] = {}
+def spreadsheet_safe(cell: str) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting with = + - @ (a formula in Excel, LibreOffice, Google
+    Sheets), a tab or a CR gets a leading apostrophe (OWASP's CSV-injection mitigation). A student names their own
+    file, and `=HYPERLINK(...)` as a name would otherwise run as a formula in the teacher's gradebook."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+
+
+def find_submissions(folder: Path, chapter: str, chapters: list[str], single: bool) -> dict[str, Path | tuple]:
+    """{student: notebook path} for one chapter (layouts in the module docstring); a missing file is a Path too.
+
+    The layouts mix, so one student may hand in the same chapter twice (alice.ipynb and alice/<chapter>.ipynb): that
+    student gets a tuple of every path, graded as status "collision", never one picked in silence. A folder named
+    after the chapter (or any course chapter) is a chapter folder, never a student: with --autograder the chapter
+    need not be a course chapter.
+    """
+    found: dict[str, list[Path]] = {}
+
+    def add(student: str, path: Path):
+        found.setdefault(student, []).append(path)
+
     if (folder / chapter).is_dir():
-        found.update({p.stem: p for p in sorted((folder / chapter).glob("*.ipynb"))})
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in chapters):
+        for p in sorted((folder / chapter).glob("*.ipynb")):
+            add(p.stem, p)
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in {*chapters, chapter}):
         if sub.name.startswith((".", "_")):
             continue  # .ipynb_checkpoints and the like
         notebooks = sorted(sub.glob("*.ipynb"))
         own = sub / f"{chapter}.ipynb"
-        if own.is_file() or not (single and len(notebooks) == 1):
-            found[sub.name] = own
-        else:
-            found[sub.name] = notebooks[0]
+        add(sub.name, own if own.is_file() or not (single and len(notebooks) == 1) else notebooks[0])
     if single:
-        found.update({p.stem: p for p in sorted(folder.glob("*.ipynb"))})
-    return found
+        for p in sorted(folder.glob("*.ipynb")):
+            add(p.stem, p)
+    for student, paths in found.items():  # a student folder without this chapter, next to a real submission
+        handed_in = [p for p in paths if p.is_file()] or paths[:1]
+        found[student] = handed_in
+    return {s: paths[0] if len(paths) == 1 else tuple(paths) for s, paths in found.items()}
 
 
 def feedback(student: str, grade: Grade, ag: Autograder) -> str:
@@ -363,8 +436,9 @@ def grade_folder(submissions: dict[str, Path], ag: Autograder, out: Path, jobs: 
         writer.writerow(["student", *ag.points, "total", "possible", "status", "reason"])
         for student, grade in grades.items():
             scores = [grade.score(q) for q in ag.points]
-            writer.writerow([student, *(f"{x:g}" for x in [*scores, sum(scores), sum(ag.points.values())]),
-                             grade.status, "; ".join(shorten(p) for p in grade.problems)])
+            writer.writerow([spreadsheet_safe(student),
+                             *(f"{x:g}" for x in [*scores, sum(scores), sum(ag.points.values())]),
+                             grade.status, spreadsheet_safe("; ".join(shorten(p) for p in grade.problems))])
             (out / "feedback" / f"{student}.md").write_text(feedback(student, grade, ag), encoding="utf-8")
     return grades
 
@@ -399,7 +473,7 @@ def main(argv=None) -> int:
             targets = [(c, lambda c=c: chapter_autograder(c, Path(tmp) / c)) for c in names]
         for name, get_autograder in targets:
             submissions = find_submissions(args.submissions, name, chapters, single)
-            if not any(p.is_file() for p in submissions.values()):
+            if not any(isinstance(p, tuple) or p.is_file() for p in submissions.values()):
                 continue  # nobody handed this chapter in
             ag, out = get_autograder(), args.out / name
             grade_folder(submissions, ag, out, jobs=args.jobs, **limits)
