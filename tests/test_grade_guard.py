@@ -232,7 +232,7 @@ def test_f_tests_are_read_once_checked_against_their_digests_and_deleted_before_
     released.mkdir()
     q1 = Path(ok_test(released, "q1", {"code": ">>> assert square(3) == 9"},
                       {"code": ">>> assert square(-2.5) == 6.25", "hidden": True}))
-    q2 = Path(ok_test(released, "q2", {"code": ">>> assert square(0) == 0"}))
+    ok_test(released, "q2", {"code": ">>> assert square(0) == 0"})                 # on disk, digest below differs
     digests = {"q1": hashlib.sha256(q1.read_bytes()).hexdigest(), "q2": "0" * 64}  # q2 is not the released one
     results = tmp_path / "results.json"
     grade_guard.install(LIMIT, str(results), {"from": str(released), "to": str(otter_dir), "digests": digests})

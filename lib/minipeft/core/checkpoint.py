@@ -143,9 +143,10 @@ def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
 
     # a buffer may be missing (an adapter saved before buffers were saved: it keeps its initial value)
     problems = [f"missing {n}" for n in expected if n not in state]
-    problems += [f"unexpected {n}" for n in state if n not in expected and n not in buffers]
-    problems += [f"{n}: saved {tuple(t.shape)}, model needs {tuple((expected | buffers)[n])}"
-                 for n, t in state.items() if n in (expected | buffers) and t.shape != (expected | buffers)[n]]
+    shapes = expected | buffers
+    problems += [f"unexpected {n}" for n in state if n not in shapes]
+    problems += [f"{n}: saved {tuple(t.shape)}, model needs {tuple(shapes[n])}"
+                 for n, t in state.items() if n in shapes and t.shape != shapes[n]]
     if problems:
         more = f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""
         raise ValueError(f"The adapter in {directory} does not fit this {type(model).__name__}: "

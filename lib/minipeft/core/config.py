@@ -73,7 +73,7 @@ class PeftConfig:
         try:
             json.dumps(self.to_dict())
         except (TypeError, ValueError) as err:
-            bad = [f.name for f in fields(self) if not _json_ok(getattr(self, f.name))]
+            bad = [name for name, value in self.to_dict().items() if not _json_ok(value)]
             raise TypeError(f"{type(self).__name__} cannot be saved: field(s) {bad} hold values JSON cannot store "
                             f"({err}). Use plain numbers, strings and lists.") from None
 
@@ -148,8 +148,7 @@ class PeftConfig:
 
 def _json_ok(value) -> bool:
     try:
-        json.dumps(copy.deepcopy(value) if isinstance(value, (type(None), str, int, float, bool, list, tuple, dict))
-                   else getattr(value, "name_or_path", None))
+        json.dumps(value)
         return True
     except (TypeError, ValueError):
         return False

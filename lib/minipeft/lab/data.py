@@ -13,11 +13,11 @@ from __future__ import annotations
 import bz2
 import importlib.util
 import json
-import numbers
 from pathlib import Path
 
 import torch
 
+from ..core.checks import check_int
 from . import assets
 from .backbones import SETUP_HINT, MissingAssetError
 
@@ -141,8 +141,7 @@ def subsample(ds, n: int | None, seed: int = SEED):
     """The first ``n`` rows of a seeded shuffle (stratification is kept approximately); ``None`` keeps all."""
     if n is None:
         return ds
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"subsample needs a number of rows n ≥ 1 (or None for all {len(ds)}), got {n!r}.")
+    check_int(n, "subsample's n", f"n=256, or None for all {len(ds)} rows", meaning="how many rows to keep")
     if n >= len(ds):
         return ds
     return ds.shuffle(seed=seed).select(range(int(n)))
@@ -156,8 +155,7 @@ def tokenize(ds, tokenizer, max_length: int = 64, text_column: str = "text"):
         hint = (f' Rename it: ds = ds.rename_column("{others[0]}", "{text_column}"), or pass text_column="{others[0]}".'
                 if len(others) == 1 else f" Pass text_column=... (one of {others}).")
         raise ValueError(f"This dataset has no {text_column!r} column to tokenise; its columns: {ds.column_names}.{hint}")
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
-        raise ValueError(f"max_length must be an integer ≥ 2 ([CLS] and [SEP] take two tokens), got {max_length!r}.")
+    check_int(max_length, "max_length", "max_length=64", minimum=2, meaning="[CLS] and [SEP] take two tokens")
 
     def encode(batch):
         return tokenizer(batch[text_column], truncation=True, max_length=max_length)

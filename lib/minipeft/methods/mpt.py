@@ -47,7 +47,7 @@ from ..core.config import PeftConfig
 from ..core.layers import PeftModule
 from ..core.targets import find_backbone
 from .prompt import PromptConfig
-from .softprompt import check_no_targets, install_prompt
+from .softprompt import check_no_targets, install_prompt, start_without_tokenizer
 
 INITS = ("random", "vocab", "labels")
 
@@ -165,12 +165,7 @@ class MPTConfig(PeftConfig):
         return PromptConfig(length=self.length, init=self.init, label_words=self.label_words, tokenizer=self.tokenizer)
 
     def for_loading(self) -> "PeftConfig":
-        # every weight is in the saved file: a text or label start (which needs the tokenizer) would be overwritten
-        import dataclasses
-
-        if self.init not in ("text", "labels"):
-            return self
-        return dataclasses.replace(self, init="random", label_words=None, tokenizer=None)
+        return start_without_tokenizer(self)
 
     def attach(self, model: nn.Module) -> None:
         install_prompt(model, self.build)

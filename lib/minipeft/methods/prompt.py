@@ -37,7 +37,7 @@ from torch import nn
 from ..core.checks import check_choice, check_int
 from ..core.config import PeftConfig
 from ..core.layers import PeftModule
-from .softprompt import check_no_targets, install_prompt, peft_prompt_config, prompt_embeddings
+from .softprompt import check_no_targets, install_prompt, peft_prompt_config, prompt_embeddings, start_without_tokenizer
 
 INITS = ("random", "vocab", "text", "labels")
 PEFT_INIT = {"random": "RANDOM", "vocab": "SAMPLE_VOCAB", "text": "TEXT", "labels": "RANDOM"}  # peft has no labels init
@@ -137,12 +137,7 @@ class PromptConfig(PeftConfig):
         return torch.stack([rows[i % len(rows)] for i in range(n)])  # (n, d), labels cycled
 
     def for_loading(self) -> "PeftConfig":
-        # every weight is in the saved file: a text or label start (which needs the tokenizer) would be overwritten
-        import dataclasses
-
-        if self.init not in ("text", "labels"):
-            return self
-        return dataclasses.replace(self, init="random", init_text=None, label_words=None, tokenizer=None)
+        return start_without_tokenizer(self)
 
     def attach(self, model: nn.Module) -> None:
         install_prompt(model, self.build)

@@ -43,6 +43,18 @@ def install_prompt(model: nn.Module, build: Callable[[nn.Embedding], nn.Module])
     attach_prompt(backbone, encoder.to(embeddings.weight.device))
 
 
+def start_without_tokenizer(config):
+    """``config`` as load_adapter injects it (PeftConfig.for_loading): a text or label start needs the tokenizer, but
+    every weight is in the saved file and overwrites the start anyway, so start at random instead."""
+    import dataclasses
+
+    if config.init not in ("text", "labels"):
+        return config
+    names = {f.name for f in dataclasses.fields(config)}
+    cleared = {k: None for k in ("init_text", "label_words", "tokenizer") if k in names}
+    return dataclasses.replace(config, init="random", **cleared)
+
+
 def check_prompt_fits(backbone: nn.Module, n: int) -> None:
     """A model with a learned table of absolute positions (BERT's position_embeddings, GPT-2's wpe) cannot read more
     tokens than the table has rows, and the prompt takes n of them before any input token: refuse it here, not
