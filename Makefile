@@ -71,7 +71,9 @@ answers: setup
 
 # Grade a folder of student notebooks with the autograder from `make release` (layouts: docs/teaching.md).
 #   make grade SUBMISSIONS=folder [CHAPTER=00_adaptation] [CELL_TIMEOUT=120] [TEST_TIMEOUT=30] [BUDGET=900] [JOBS=1]
-#              [OUT=build/grades]
+#              [OUT=build/grades] [ROSTER=students.csv]
+# ROSTER: a CSV with id, name, email: LMS folder names mapped to students, a row for everyone who handed in nothing, and
+# the gradebook as Canvas and Moodle import it (OUT/NN_x/lms/; docs/teaching.md).
 # CELL_TIMEOUT: seconds per cell before it is interrupted; TEST_TIMEOUT: seconds per test case before it fails;
 # BUDGET: seconds per notebook before grading stops (status timeout; the questions checked by then keep their points).
 CELL_TIMEOUT ?= 120
@@ -82,7 +84,8 @@ OUT          ?= build/grades
 grade: setup
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [CHAPTER=00_adaptation]"; exit 2; }
 	$(BIN)/python tools/grade.py "$(SUBMISSIONS)" $(if $(CHAPTER),--chapter $(CHAPTER)) --out "$(OUT)" \
-		--cell-timeout $(CELL_TIMEOUT) --test-timeout $(TEST_TIMEOUT) --budget $(BUDGET) --jobs $(JOBS)
+		--cell-timeout $(CELL_TIMEOUT) --test-timeout $(TEST_TIMEOUT) --budget $(BUDGET) --jobs $(JOBS) \
+		$(if $(ROSTER),--roster "$(ROSTER)")
 
 # Run a chapter and its solved exercises in quick mode, executed copies in build/demo (OPEN=1: then open JupyterLab).
 #   make demo CHAPTER=00_adaptation [DEMO=both|course|solutions] [OPEN=1]

@@ -7,7 +7,10 @@ from its student version. The real chapter 00 is graded once, in the integration
 
 import ast
 import csv
+import hashlib
 import json
+import re
+import shutil
 import sys
 import time
 import zipfile
@@ -228,6 +231,145 @@ def test_gradebook(graded, student, points, status):
     assert _points(row) == (points, sum(points)) and row["possible"] == "5"
     assert row["status"] == status, row["reason"]
     assert bool(row["reason"]) == (status != "ok"), row["reason"]
+
+
+def _rows(path: Path) -> dict:
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+def test_regrading_one_student_replaces_that_row_and_keeps_every_other(graded, tiny, tmp_path):
+    _, feedback = graded
+    out = tmp_path / "grades"
+    shutil.copytree(feedback.parent.parent, out)
+    before = _rows(out / "tiny" / "gradebook.csv")
+    history_before = (out / "tiny" / "history.csv").read_text().splitlines()
+    assert len(history_before) == 1 + len(before)  # header + one grading per student
+    late = tmp_path / "late"
+    late.mkdir()
+    (late / "raises.ipynb").write_text(json.dumps(_notebook(tiny)))  # fixed and handed in again
+    assert grade.main([str(late), "--autograder", str(tiny["zip"]), "--out", str(out),
+                       *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in LIMITS.items()), [])]) == 0
+    after = _rows(out / "tiny" / "gradebook.csv")
+    assert set(after) == set(before)  # before: the gradebook held "raises" alone
+    assert _points(after["raises"]) == ([2, 2, 1], 5) and after["raises"]["status"] == "ok"
+    assert after["raises"]["file"] == "raises.ipynb" and after["raises"]["graded"] >= before["raises"]["graded"]
+    assert {s: r for s, r in after.items() if s != "raises"} == {s: r for s, r in before.items() if s != "raises"}
+    assert before["dave"]["file"] == "dave/my work.ipynb" and before["erin"]["file"].startswith("erin/")
+    assert len({r["autograder"] for r in after.values()}) == 1
+    history = list(csv.DictReader(open(out / "tiny" / "history.csv", newline="", encoding="utf-8")))
+    assert len(history) == len(before) + 1 and [h["status"] for h in history if h["student"] == "raises"] == \
+        ["errors", "ok"]
+    assert history[-1]["sha256"] == hashlib.sha256((late / "raises.ipynb").read_bytes()).hexdigest()
+
+
+def test_a_gradebook_is_merged_never_lost(tmp_path, capsys):
+    """The merge itself, without grading: another autograder version, a renamed question, a hand-edited row with more
+    cells than columns, and a gradebook that is not a CSV any more."""
+    ag = grade.Autograder("tiny", tmp_path, {"q1": 2, "q2": 1}, {"q1": "a", "q2": "b"})
+    ok = grade.Grade("ann", questions={"q1": {"score": 2}, "q2": {"score": 1}}, file="ann.ipynb", graded="t1")
+    grade.write_gradebook(tmp_path, {"ann": ok, "bob": grade.Grade("bob", status="missing", file="bob/")}, ag)
+    renamed = grade.Autograder("tiny", tmp_path, {"q1": 2, "q2b": 1}, {"q1": "a", "q2b": "c"})
+    assert renamed.version != ag.version and grade.Autograder("tiny", Path("/x"), ag.points, ag.digests).version == \
+        ag.version
+    with open(tmp_path / "gradebook.csv", "a", encoding="utf-8") as f:
+        f.write("carol,1,0,1,3,ok,,carol.ipynb,t0,old,a remark\n")  # a row typed in by hand, one cell too many
+    warned = grade.write_gradebook(tmp_path, {"ann": grade.Grade("ann", questions={"q1": {"score": 1}})}, renamed)
+    rows = _rows(tmp_path / "gradebook.csv")
+    assert set(rows) == {"ann", "bob", "carol"}
+    assert rows["ann"]["q2b"] == "0" and rows["ann"]["q2"] == "" and rows["bob"]["q2"] == "0"  # q2 kept for bob
+    assert rows["carol"]["extra cells"] == "a remark"
+    assert len(warned) == 1 and "bob, carol" in warned[0] and "another autograder version" in capsys.readouterr().out
+    assert len((tmp_path / "history.csv").read_text().splitlines()) == 1 + 3
+
+    (tmp_path / "gradebook.csv").write_bytes(b"\xff\xfe not a gradebook")
+    warned = grade.write_gradebook(tmp_path, {"ann": ok}, ag)
+    aside = list(tmp_path.glob("gradebook.unreadable-*.csv"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b"\xff\xfe not a gradebook" and "moved to" in warned[0]
+    assert set(_rows(tmp_path / "gradebook.csv")) == {"ann"}
+
+
+def test_class_summary_counts_per_question_and_flags_the_same_file(graded):
+    rows, feedback = graded
+    text = (feedback.parent / "summary.md").read_text(encoding="utf-8")
+    q1 = next(line for line in text.splitlines() if line.startswith("| q1 |")).split(" | ")
+    scores = [float(r["q1"]) for r in rows.values()]
+    assert q1[2] == f"{sum(scores) / len(scores):.2f}" and q1[3] == str(scores.count(2)) and q1[5] == str(scores.count(0))
+    assert f"({len(rows)} notebooks graded in this batch)" in text and "unreadable 4" in text
+    # "correct" and dave's "my work.ipynb" are the same bytes, and both score 5: flagged; the unanswered copies of
+    # the handed-out notebook score nothing and are not
+    assert "| correct | dave | the same file (SHA-256) |" in text and "unmodified" not in text.split("look copied")[1]
+
+
+def test_similar_own_code_is_flagged_and_shared_code_is_not(tmp_path):
+    import class_report
+
+    given = ["import math", "def mean_of(values):", "average = mean_of([1, 2, 3, 4])"]  # in every notebook
+    own = [f"t{k}=t{k - 1}+values[{k}]" for k in range(11)] + ["print(total)"]
+    code = {f"s{i}": given + [f"x{i}={i}", f"y{i}=x{i}**2", f"print(y{i})", "returnsum(values)"] for i in range(6)}
+    # ben: ann's code with one line changed (a copy with an edit); cat and dan: nothing of their own
+    code["ann"], code["ben"] = given + own, given + own[:-1] + ["print(total,'!')"]
+    code["cat"], code["dan"] = given, list(given)
+    pairs = class_report.similar_pairs(code)
+    assert [(a, b) for a, b, _ in pairs] == [("ann", "ben")] and 0.9 <= pairs[0][2] < 1
+    notebook = {"cells": [{"cell_type": "code", "source": ["x  =  1   # set x\n", "\n", "# a comment\n", "s = '#'"]},
+                          {"cell_type": "markdown", "source": "x = 2"}]}
+    (tmp_path / "a.ipynb").write_text(json.dumps(notebook))
+    (tmp_path / "b.ipynb").write_text("not json")
+    assert class_report.code_lines(tmp_path / "a.ipynb") == ["x=1", "s='#'"]
+    assert class_report.code_lines(tmp_path / "b.ipynb") == []
+
+
+def test_a_roster_names_lms_folders_gives_everyone_a_row_and_exports_for_canvas_and_moodle(tiny, tmp_path):
+    import roster
+
+    subs = tmp_path / "moodle download"
+    for folder, nb in [("Kim Nguyen_4412345_assignsubmission_file_", _notebook(tiny)),
+                       ("Lê Văn An_4412346_assignsubmission_file_", _notebook(tiny, solved=False)),
+                       ("Stranger_4412399_assignsubmission_file_", _notebook(tiny))]:
+        (subs / folder).mkdir(parents=True)
+        (subs / folder / "work.ipynb").write_text(json.dumps(nb))
+    (subs / "smithj_12345_67890_tiny.ipynb").write_text(json.dumps(_notebook(tiny)))  # Canvas's file naming
+    (tmp_path / "students.csv").write_text("\ufeffid,name,email,section\nS1,Kim Nguyen,kim@uni.edu,A\n"
+                                           "S2,Le Van An,an@uni.edu,A\nsmithj,John Smith,js@uni.edu,B\n"
+                                           "S4,Mia Absent,mia@uni.edu,B\n", encoding="utf-8")  # Excel's BOM
+    assert grade.main([str(subs), "--autograder", str(tiny["zip"]), "--out", str(tmp_path / "out"), "--jobs", "2",
+                       "--roster", str(tmp_path / "students.csv"),
+                       *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in LIMITS.items()), [])]) == 0
+    out = tmp_path / "out" / "tiny"
+    rows = _rows(out / "gradebook.csv")
+    assert set(rows) == {"S1", "S2", "smithj", "S4", "Stranger_4412399_assignsubmission_file_"}
+    assert (rows["S1"]["total"], rows["S2"]["total"], rows["smithj"]["total"]) == ("5", "0", "5")
+    assert rows["S2"]["file"] == "Lê Văn An_4412346_assignsubmission_file_/work.ipynb"  # accents: still Le Van An
+    assert rows["S4"]["status"] == "missing" and "nothing handed in" in rows["S4"]["reason"]
+    assert rows["Stranger_4412399_assignsubmission_file_"]["reason"] == "not on the roster"
+    canvas = list(csv.reader(open(out / "lms" / "canvas.csv", newline="", encoding="utf-8")))
+    assert canvas[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "tiny"]
+    assert canvas[1][0].strip() == "Points Possible" and canvas[1][-1] == "5"
+    assert {r[2]: r[-1] for r in canvas[2:]} == {"S1": "5", "S2": "0", "smithj": "5", "S4": "0"}
+    moodle = {r["Email address"]: r for r in csv.DictReader(open(out / "lms" / "moodle.csv", newline="",
+                                                                  encoding="utf-8"))}
+    assert moodle["kim@uni.edu"]["tiny"] == "5" and moodle["mia@uni.edu"]["Feedback"].startswith("missing: nothing")
+    with zipfile.ZipFile(out / "lms" / "moodle-feedback.zip") as zf:
+        assert sorted(zf.namelist()) == ["Kim Nguyen_4412345_assignsubmission_file_tiny-feedback.md",
+                                         "Lê Văn An_4412346_assignsubmission_file_tiny-feedback.md"]
+        assert zf.read(zf.namelist()[0]).decode().startswith("# tiny: feedback for S1")
+
+
+@pytest.mark.parametrize("text, error", [
+    ("id,name\nS1,Kim\n", "lacks email"),
+    ("id,name,email\nS1,Kim,k@x\nS1,Ann,a@x\n", "the same id twice: ['S1']"),
+    ("id,name,email\n,Kim,k@x\n", "no id on line(s) [2]"),
+])
+def test_a_roster_a_teacher_must_fix_is_named(tmp_path, text, error):
+    import roster
+
+    (tmp_path / "r.csv").write_text(text)
+    with pytest.raises(SystemExit, match=re.escape(error)):
+        roster.read(tmp_path / "r.csv")
+    students = [roster.Student("S1", "Kim Nguyen", "kim@uni.edu"), roster.Student("S2", "Kim Nguyen", "kn@uni.edu")]
+    assert roster.match("kim", students) == (students[0], "")               # the email's local part
+    assert roster.match("Kim Nguyen_1_assignsubmission_file_", students)[1].startswith("fits 2 roster rows (S1, S2)")
 
 
 def test_reasons_say_what_went_wrong(graded):

@@ -18,6 +18,10 @@ import pytest
 from minipeft.lab.runbook import execute
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import release  # noqa: E402
+
 CHAPTERS = sorted((ROOT / "course").glob("[0-9][0-9]_*.ipynb"))
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 TIMINGS = ROOT / "build" / "timings" / "quick_mode.json"  # {chapter: seconds}, read by conftest's summary
@@ -49,18 +53,36 @@ def test_chapter_runs_in_quick_mode(path, tmp_path):
 
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
-    """otter assign every solution notebook into a temporary folder (never touching the repo)."""
+    """otter assign every solution notebook into a temporary folder (never touching the repo), as `make release`
+    does: student/ and autograder/ per chapter. Done once for the tests below (it takes a minute)."""
     out = tmp_path_factory.mktemp("release")
-    for source in SOLUTIONS:
-        subprocess.run([sys.executable, "-m", "otter", "assign", "--no-pdfs", str(source), str(out / source.stem)],
-                       check=True, stdout=subprocess.DEVNULL, cwd=source.parent)
+    release.assign_many(SOLUTIONS, out)
     return out
 
 
-def test_student_notebooks_are_generated_from_solutions():
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "release.py"), "--check"],
+def test_student_notebooks_are_generated_from_solutions(released, tmp_path, monkeypatch):
+    assigned = {s.stem: released / s.stem for s in SOLUTIONS}
+    stale = release.stale(SOLUTIONS, assigned)
+    assert not stale, f"out of date with their solutions/ source: {[p.name for p in stale]}; run `make release`"
+    # the comparison can fail: a student notebook edited by hand, and one that is missing, are both stale
+    edited = tmp_path / "exercises"
+    edited.mkdir()
+    for s in SOLUTIONS[1:]:
+        (edited / s.name).write_text((release.EXERCISES / s.name).read_text(encoding="utf-8"), encoding="utf-8")
+    (edited / SOLUTIONS[1].name).write_text((edited / SOLUTIONS[1].name).read_text(encoding="utf-8")
+                                            .replace("grader.check(", "grader.check (", 1), encoding="utf-8")
+    monkeypatch.setattr(release, "EXERCISES", edited)
+    assert [p.name for p in release.stale(SOLUTIONS, assigned)] == [SOLUTIONS[0].name, SOLUTIONS[1].name]
+
+
+def test_release_check_command_compares_a_chapter(tmp_path):
+    """The command line `make release` and CI's check call (one chapter: the comparison itself is tested above)."""
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "release.py"), "--check", SOLUTIONS[0].stem],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "release.py"), "--check", "99_nothing"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "No solution source" in result.stdout
 
 
 @pytest.mark.parametrize("source", SOLUTIONS, ids=lambda p: p.name)

@@ -16,7 +16,12 @@ graded but gets status "collision" naming both. Cells of the CSV that a spreadsh
 start with = + - @) get a leading apostrophe: a student names their own file.
 
 Writes build/grades/<chapter>/gradebook.csv (student, one column of points per question, total, possible, status,
-reason) and build/grades/<chapter>/feedback/<student>.md (score, public-test hints, hidden tests as counts only).
+reason, file, graded, autograder) and build/grades/<chapter>/feedback/<student>.md (score, public-test hints, hidden
+tests as counts only). Grading again into the same folder (one late student, a fixed test) replaces those students'
+rows and keeps every other row; history.csv next to it keeps every grading (when, by whom, which file and its SHA-256,
+which autograder version). A row graded with an older autograder version is named in a warning. summary.md: the
+batch's statistics per question (mean, full / partial / no points, the public hints failed most often) and the
+submissions that look copied (tools/class_report.py says how they are found).
 Status: ok | errors (some cells raised or timed out, or a test was stopped; every question still graded) | timeout
 (over --budget: the questions checked by then keep their points) | crashed (the kernel died: same) | unreadable |
 wrong-assignment | missing | collision | suspicious (the grading guard saw tampering: the reason says what; the
@@ -50,6 +55,8 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import datetime
+import getpass
 import hashlib
 import json
 import os
@@ -62,6 +69,10 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import class_report  # noqa: E402 - tools/class_report.py: the class statistics and the copy flags of summary.md
+import roster as class_roster  # noqa: E402 - tools/roster.py: --roster, students by id, the LMS exports
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, RELEASE = ROOT / "solutions", ROOT / "build" / "release"
@@ -93,6 +104,12 @@ class Autograder:
     digests: dict[str, str] = field(default_factory=dict)  # question -> SHA-256 of tests/<question>.py in the zip
     tests: dict[str, bytes] = field(default_factory=dict)  # question -> tests/<question>.py, held in memory
 
+    @property
+    def version(self) -> str:
+        """A short fingerprint of the tests and points: two gradebook rows with the same version were graded alike."""
+        text = json.dumps([self.name, self.points, self.digests], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
 
 @dataclass
 class Grade:
@@ -100,6 +117,9 @@ class Grade:
     status: str = "ok"
     problems: list[str] = field(default_factory=list)  # what went wrong, in words (gradebook reason + feedback)
     questions: dict = field(default_factory=dict)       # question -> {"score", "cases"} as saved in the kernel
+    file: str = ""                                      # the notebook graded (several: a collision)
+    sha256: str = ""                                    # of that file's bytes, for the history
+    graded: str = ""                                    # when (ISO 8601, UTC, to the second)
 
     def score(self, question: str) -> float:
         return self.questions.get(question, {}).get("score", 0.0)
@@ -140,7 +160,6 @@ def chapter_autograder(chapter: str, into: Path) -> Autograder:
     zips = sorted((RELEASE / chapter / "autograder").glob("*.zip"))
     if not zips or zips[-1].stat().st_mtime < source.stat().st_mtime:
         print(f"[grade] building the autograder for {chapter} (otter assign)", flush=True)
-        sys.path.insert(0, str(Path(__file__).parent))
         from release import assign
 
         assign(source, RELEASE / chapter)
@@ -155,6 +174,8 @@ def read_submission(path: Path, assignment: str):
     """The submission as a notebook, or Rejected with a reason a student understands."""
     import nbformat
 
+    if path.parent.name == class_roster.NOTHING:
+        raise Rejected("missing", "nothing handed in: on the roster, but no notebook of theirs was found")
     if not path.is_file():
         others = sorted(p.name for p in path.parent.glob("*.ipynb")) if path.parent.is_dir() else []
         raise Rejected("missing", f"no notebook found ({path.name})"
@@ -416,14 +437,19 @@ def _not_graded(grade: Grade, result: dict | None) -> str:
     return "Not graded: this question's tests did not run."
 
 
-def grade_folder(submissions: dict[str, Path], ag: Autograder, out: Path, jobs: int = 1, **limits) -> dict:
-    """Grade every submission (jobs at a time), write out/gradebook.csv and out/feedback/<student>.md."""
+def grade_folder(submissions: dict[str, Path], ag: Autograder, out: Path, jobs: int = 1, root: Path | None = None,
+                 notes: dict[str, str] | None = None, **limits) -> dict:
+    """Grade every submission (jobs at a time), write out/feedback/<student>.md and merge the grades into
+    out/gradebook.csv (write_gradebook). root: the submissions folder, to which the file column is relative; notes:
+    {student: a problem to add to the reason} (the roster's "not on the roster")."""
     students = sorted(submissions)
 
     def one(student):
         start = time.perf_counter()
         grade = grade_submission(submissions[student], ag, **limits)
         grade.student = student
+        if notes and student in notes:
+            grade.problems.append(notes[student])
         print(f"[grade] {ag.name} {student}: {sum(grade.score(q) for q in ag.points):g}/"
               f"{sum(ag.points.values()):g} {grade.status} ({time.perf_counter() - start:.1f} s)", flush=True)
         return grade
@@ -431,16 +457,105 @@ def grade_folder(submissions: dict[str, Path], ag: Autograder, out: Path, jobs: 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         grades = dict(zip(students, pool.map(one, students)))
     (out / "feedback").mkdir(parents=True, exist_ok=True)
-    with open(out / "gradebook.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", *ag.points, "total", "possible", "status", "reason"])
-        for student, grade in grades.items():
-            scores = [grade.score(q) for q in ag.points]
-            writer.writerow([spreadsheet_safe(student),
-                             *(f"{x:g}" for x in [*scores, sum(scores), sum(ag.points.values())]),
-                             grade.status, spreadsheet_safe("; ".join(shorten(p) for p in grade.problems))])
-            (out / "feedback" / f"{student}.md").write_text(feedback(student, grade, ag), encoding="utf-8")
+    for student, grade in grades.items():
+        paths = submissions[student] if isinstance(submissions[student], tuple) else (submissions[student],)
+        grade.file = "; ".join(_shown(p, root) for p in paths)
+        grade.sha256 = "; ".join(hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "" for p in paths)
+        grade.graded = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        (out / "feedback" / f"{student}.md").write_text(feedback(student, grade, ag), encoding="utf-8")
+    write_gradebook(out, grades, ag)
+    paths = {s: p for s, p in submissions.items() if isinstance(p, Path) and p.is_file()}
+    pairs = class_report.copies({s: class_report.code_lines(p) for s, p in paths.items()},
+                                {s: grades[s].sha256 for s in paths},
+                                {s: sum(g.score(q) for q in ag.points) for s, g in grades.items()})
+    (out / "summary.md").write_text(class_report.summary(ag.name, grades, ag.points, pairs), encoding="utf-8")
+    for a, b, why in pairs:
+        print(f"[grade] {ag.name}: {a} and {b} look copied ({why}): see {out / 'summary.md'}", flush=True)
     return grades
+
+
+def _shown(path: Path, root: Path | None) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix() if root else path.as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+GRADEBOOK_TAIL = ["total", "possible", "status", "reason", "file", "graded", "autograder"]
+HISTORY = ["graded", "by", "student", "file", "sha256", "autograder", "total", "possible", "status"]
+
+
+def write_gradebook(out: Path, grades: dict[str, Grade], ag: Autograder) -> list[str]:
+    """Merge this batch into out/gradebook.csv and append it to out/history.csv; returns the warnings printed.
+
+    Re-grading a few students (one folder, one file) replaces their rows and keeps every other row as it was: a
+    gradebook never loses a row. Rows graded with another autograder version (the tests or points changed since) are
+    kept and named in a warning: re-grade them. Columns of an older gradebook that this autograder does not have (a
+    renamed question) are kept at the end. A gradebook that cannot be read is moved aside, never overwritten.
+    history.csv is append-only: every grading of every student (when, by whom, which file and its SHA-256, which
+    autograder version, the points and status)."""
+    path, warnings_ = out / "gradebook.csv", []
+    rows: dict[str, dict] = {}
+    old_fields: list[str] = []
+    if path.is_file():
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                old_fields = list(reader.fieldnames or [])
+                if "student" not in old_fields:
+                    raise ValueError("it has no 'student' column")
+                for row in reader:
+                    if None in row:  # more cells than columns (edited by hand): kept, in a column of their own
+                        row["extra cells"] = "; ".join(row.pop(None))
+                        old_fields += ["extra cells"] if "extra cells" not in old_fields else []
+                    rows[row["student"]] = row
+        except (ValueError, csv.Error, UnicodeDecodeError) as err:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            aside = path.with_name(f"gradebook.unreadable-{stamp}.csv")
+            path.replace(aside)
+            warnings_.append(f"{path} could not be read ({err}): moved to {aside.name}; this gradebook starts anew")
+            rows, old_fields = {}, []
+    fields = ["student", *ag.points, *GRADEBOOK_TAIL]
+    fields += [f for f in old_fields if f not in fields]
+    history = []
+    for student, grade in grades.items():
+        scores = [grade.score(q) for q in ag.points]
+        row = dict(zip(fields, [spreadsheet_safe(student), *(f"{x:g}" for x in [*scores, sum(scores),
+                                                                                 sum(ag.points.values())])]))
+        row.update(status=grade.status, reason=spreadsheet_safe("; ".join(shorten(p) for p in grade.problems)),
+                   file=spreadsheet_safe(grade.file), graded=grade.graded, autograder=ag.version)
+        rows[row["student"]] = row
+        history.append(dict(graded=grade.graded, by=spreadsheet_safe(_user()), student=row["student"],
+                            file=row["file"], sha256=grade.sha256, autograder=ag.version, total=row["total"],
+                            possible=row["possible"], status=grade.status))
+    others = sorted(s for s, r in rows.items() if r.get("autograder") != ag.version)
+    if others:
+        warnings_.append(f"{len(others)} row(s) of {path} were graded with another autograder version (the tests or "
+                         f"points changed since, or graded before versions were recorded) and were kept as they were: "
+                         f"{', '.join(others[:10])}{' …' if len(others) > 10 else ''}. Re-grade them for one scale.")
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows[s] for s in sorted(rows))
+    os.replace(tmp, path)  # never a half-written gradebook
+    log = out / "history.csv"
+    new = not log.is_file()
+    with open(log, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY)
+        if new:
+            writer.writeheader()
+        writer.writerows(history)
+    for w in warnings_:
+        print(f"[grade] warning: {w}", flush=True)
+    return warnings_
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name (a container): the history says so
+        return "unknown"
 
 
 def main(argv=None) -> int:
@@ -454,6 +569,8 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=900, help="seconds per notebook before grading stops")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time")
     parser.add_argument("--full", action="store_true", help="grade in default mode, not quick mode")
+    parser.add_argument("--roster", type=Path, help="a CSV with id, name, email (tools/roster.py): students by id, a "
+                                                      "row for everyone, Canvas and Moodle exports")
     args = parser.parse_args(argv)
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder of submissions")
@@ -461,6 +578,7 @@ def main(argv=None) -> int:
                   quick=not args.full)
     chapters = sorted(p.stem for p in SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
     single = bool(args.chapter or args.autograder)
+    students = class_roster.read(args.roster) if args.roster else None
     if not single and any(args.submissions.glob("*.ipynb")):
         parser.error("notebooks directly in the folder (<student>.ipynb) belong to one chapter: give CHAPTER=...")
     graded = 0
@@ -475,10 +593,17 @@ def main(argv=None) -> int:
             submissions = find_submissions(args.submissions, name, chapters, single)
             if not any(isinstance(p, tuple) or p.is_file() for p in submissions.values()):
                 continue  # nobody handed this chapter in
+            notes = {}
+            if students:
+                submissions, notes = class_roster.assign(submissions, students)
+                for key, why in notes.items():
+                    print(f"[grade] warning: {name}: {key}: {why}", flush=True)
             ag, out = get_autograder(), args.out / name
-            grade_folder(submissions, ag, out, jobs=args.jobs, **limits)
+            grade_folder(submissions, ag, out, jobs=args.jobs, root=args.submissions, notes=notes, **limits)
             graded += len(submissions)
             print(f"[grade] {name}: {len(submissions)} notebooks -> {out / 'gradebook.csv'}, {out / 'feedback'}/")
+            if students:
+                print(f"[grade] {name}: Canvas and Moodle imports in {class_roster.export(out, name, students)}/")
     if not graded:
         print(f"No submissions found in {args.submissions} (layouts: python tools/grade.py --help)")
         return 1
