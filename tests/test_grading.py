@@ -9,6 +9,7 @@ import ast
 import csv
 import hashlib
 import json
+import os
 import re
 import shutil
 import sys
@@ -624,6 +625,34 @@ def test_submission_layouts(tmp_path):
         "dan": "01_lora/dan.ipynb", "bob": "bob/01_lora.ipynb", "carol": "carol/01_lora.ipynb"}  # carol: missing
 
 
+def test_a_student_folder_as_an_lms_leaves_it(tmp_path):
+    """Copies, sub-folders, upper-case extensions, an old version next to the real one: a documented pick, noted in
+    the reason, or a collision; never one graded in silence."""
+    chapters = ["01_adapters"]
+    files = {"ann/Lab1.ipynb": 1, "ann/Lab1 (1).ipynb": 2,                 # copies of one notebook: the newest
+             "ben/submission/work/01_adapters.IPYNB": 1,                    # a sub-folder, upper case
+             "cat/01_adapters.ipynb": 2, "cat/01_adapters_old.ipynb": 1,    # the one named after the chapter
+             "dan/first try.ipynb": 1, "dan/final.ipynb": 2,                # two different notebooks: a collision
+             "eve/01_adapters (2).ipynb": 2, "eve/01_adapters.ipynb": 1,    # LMS copies of the chapter: the newest
+             "fay/.ipynb_checkpoints/01_adapters-checkpoint.ipynb": 1, "fay/01_adapters.ipynb": 1}
+    for i, (path, age) in enumerate(files.items()):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("{}")
+        os.utime(tmp_path / path, (1_000_000 + age, 1_000_000 + age))
+    notes = {}
+    got = grade.find_submissions(tmp_path, "01_adapters", chapters, single=True, notes=notes)
+    shown = {k: tuple(p.relative_to(tmp_path).as_posix() for p in v) if isinstance(v, tuple)
+             else v.relative_to(tmp_path).as_posix() for k, v in got.items()}
+    assert shown == {"ann": "ann/Lab1 (1).ipynb", "ben": "ben/submission/work/01_adapters.IPYNB",
+                     "cat": "cat/01_adapters.ipynb", "dan": ("dan/final.ipynb", "dan/first try.ipynb"),
+                     "eve": "eve/01_adapters (2).ipynb", "fay": "fay/01_adapters.ipynb"}
+    assert set(notes) == {"ann", "cat", "eve"}
+    assert notes["cat"] == ("graded 01_adapters.ipynb (named after the chapter or the newest copy); also in the "
+                            "folder, not graded: 01_adapters_old.ipynb")
+    every = grade.find_submissions(tmp_path, "01_adapters", chapters, single=False)
+    assert every["ann"].name == "01_adapters.ipynb" and not every["ann"].exists()  # without CHAPTER: missing
+
+
 def test_mixed_layouts_grade_every_submission_once_and_name_a_collision(tiny, tmp_path):
     for path in ["alice.ipynb", "alice/tiny.ipynb", "tiny/alice.ipynb", "tiny/bob.ipynb", "carol/tiny.ipynb",
                  "dan.ipynb", "erin/notes.ipynb", "erin/draft.ipynb", "00_adaptation/frank.ipynb"]:
@@ -634,13 +663,14 @@ def test_mixed_layouts_grade_every_submission_once_and_name_a_collision(tiny, tm
     assert {k: (tuple(p.relative_to(tmp_path).as_posix() for p in v) if isinstance(v, tuple)
                 else v.relative_to(tmp_path).as_posix()) for k, v in found.items()} == {
         "alice": ("tiny/alice.ipynb", "alice/tiny.ipynb", "alice.ipynb"), "bob": "tiny/bob.ipynb",
-        "carol": "carol/tiny.ipynb", "dan": "dan.ipynb", "erin": "erin/tiny.ipynb"}
+        "carol": "carol/tiny.ipynb", "dan": "dan.ipynb", "erin": ("erin/draft.ipynb", "erin/notes.ipynb")}
     collision = grade.grade_submission(found["alice"], tiny["ag"], **LIMITS)
     assert collision.status == "collision" and collision.problems == [
         "3 notebooks for tiny: tiny/alice.ipynb, alice/tiny.ipynb, alice.ipynb: keep one (remove or rename the "
         "others) and grade again"], collision.problems
-    missing = grade.grade_submission(found["erin"], tiny["ag"], **LIMITS)
-    assert missing.status == "missing" and "draft.ipynb, notes.ipynb" in missing.problems[0], missing.problems
+    two = grade.grade_submission(found["erin"], tiny["ag"], **LIMITS)  # before: "missing", now a visible choice
+    assert two.status == "collision" and "for tiny: draft.ipynb, notes.ipynb: keep one" in two.problems[0], \
+        two.problems
 
 
 def test_flat_submissions_need_a_chapter(tmp_path, capsys):

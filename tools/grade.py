@@ -7,8 +7,9 @@
 Where the submissions are (the student's name comes from the file or folder name):
 
     folder/<student>.ipynb              flat: one chapter, so CHAPTER must be given
-    folder/<student>/<chapter>.ipynb    a folder per student (with CHAPTER given, a folder's only .ipynb is used
-                                        whatever its name)
+    folder/<student>/<chapter>.ipynb    a folder per student (sub-folders too, .ipynb in any case; with CHAPTER
+                                        given, a folder's only notebook is used whatever its name; see
+                                        find_submissions for copies and several notebooks)
     folder/<chapter>/<student>.ipynb    a folder per chapter
 
 The layouts mix; a student with two notebooks for one chapter (say alice.ipynb and alice/<chapter>.ipynb) is not
@@ -60,6 +61,7 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -361,15 +363,51 @@ def spreadsheet_safe(cell: str) -> str:
     return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
-def find_submissions(folder: Path, chapter: str, chapters: list[str], single: bool) -> dict[str, Path | tuple]:
+def _copy_base(stem: str) -> str:
+    """A notebook's name without the marks of a copy: 'Lab1 (1)', 'lab1-Copy2', 'Lab1 copy' -> 'lab1'."""
+    stem = re.sub(r"\s*\(\d+\)$", "", stem.strip())
+    return re.sub(r"[ _-]?copy\s*\d*$", "", stem, flags=re.IGNORECASE).strip().lower()
+
+
+def _newest(paths: list[Path]) -> Path:
+    return max(sorted(paths), key=lambda p: p.stat().st_mtime)
+
+
+def _in_folder(sub: Path, chapter: str, single: bool, notes: dict, student: str) -> Path | tuple:
+    """The notebook of one student folder (any depth; .ipynb in any case), by the rule in the module docstring."""
+    found = sorted(p for p in sub.rglob("*") if p.suffix.lower() == ".ipynb" and p.is_file()
+                   and not any(part.startswith((".", "_")) for part in p.relative_to(sub).parts[:-1]))
+    named = [p for p in found if _copy_base(p.stem) == chapter.lower()]
+    if named:
+        pick = _newest(named)
+    elif single and found and len({_copy_base(p.stem) for p in found}) == 1:
+        pick = _newest(found)  # copies of one notebook ('Lab1.ipynb', 'Lab1 (1).ipynb'): the newest
+    elif single and len(found) > 1:
+        return tuple(found)  # different notebooks and none named after the chapter: a collision, never a guess
+    else:
+        return sub / f"{chapter}.ipynb"  # missing (read_submission names what the folder holds)
+    others = [p.relative_to(sub).as_posix() for p in found if p != pick]
+    if others:
+        notes[student] = (f"graded {pick.relative_to(sub).as_posix()} (named after the chapter or the newest copy); "
+                          f"also in the folder, not graded: {', '.join(others)}")
+    return pick
+
+
+def find_submissions(folder: Path, chapter: str, chapters: list[str], single: bool,
+                     notes: dict[str, str] | None = None) -> dict[str, Path | tuple]:
     """{student: notebook path} for one chapter (layouts in the module docstring); a missing file is a Path too.
 
     The layouts mix, so one student may hand in the same chapter twice (alice.ipynb and alice/<chapter>.ipynb): that
     student gets a tuple of every path, graded as status "collision", never one picked in silence. A folder named
     after the chapter (or any course chapter) is a chapter folder, never a student: with --autograder the chapter
-    need not be a course chapter.
+    need not be a course chapter. In a student's folder (sub-folders too, `.ipynb` in any case) the notebook named
+    after the chapter is graded (the newest, if the LMS kept copies like `01_adapters (1).ipynb`); with CHAPTER
+    given, the only notebook, or the newest of copies of one notebook (`Lab1.ipynb`, `Lab1 (1).ipynb`); several
+    different notebooks, none named after the chapter: "collision". Whenever a folder holds notebooks that were not
+    graded, `notes` (if given) gets a line for that student saying which one was graded and which were not.
     """
     found: dict[str, list[Path]] = {}
+    notes = {} if notes is None else notes
 
     def add(student: str, path: Path):
         found.setdefault(student, []).append(path)
@@ -379,13 +417,14 @@ def find_submissions(folder: Path, chapter: str, chapters: list[str], single: bo
             add(p.stem, p)
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in {*chapters, chapter}):
         if sub.name.startswith((".", "_")):
-            continue  # .ipynb_checkpoints and the like
-        notebooks = sorted(sub.glob("*.ipynb"))
-        own = sub / f"{chapter}.ipynb"
-        add(sub.name, own if own.is_file() or not (single and len(notebooks) == 1) else notebooks[0])
+            continue  # .ipynb_checkpoints, __MACOSX and the like
+        picked = _in_folder(sub, chapter, single, notes, sub.name)
+        for p in picked if isinstance(picked, tuple) else (picked,):
+            add(sub.name, p)
     if single:
-        for p in sorted(folder.glob("*.ipynb")):
-            add(p.stem, p)
+        for p in sorted(folder.iterdir()):
+            if p.is_file() and p.suffix.lower() == ".ipynb":
+                add(p.stem, p)
     for student, paths in found.items():  # a student folder without this chapter, next to a real submission
         handed_in = [p for p in paths if p.is_file()] or paths[:1]
         found[student] = handed_in
@@ -590,14 +629,15 @@ def main(argv=None) -> int:
             names = [args.chapter] if args.chapter else chapters
             targets = [(c, lambda c=c: chapter_autograder(c, Path(tmp) / c)) for c in names]
         for name, get_autograder in targets:
-            submissions = find_submissions(args.submissions, name, chapters, single)
+            notes: dict[str, str] = {}
+            submissions = find_submissions(args.submissions, name, chapters, single, notes)
             if not any(isinstance(p, tuple) or p.is_file() for p in submissions.values()):
                 continue  # nobody handed this chapter in
-            notes = {}
             if students:
-                submissions, notes = class_roster.assign(submissions, students)
-                for key, why in notes.items():
+                submissions, unmatched, renamed = class_roster.assign(submissions, students)
+                for key, why in unmatched.items():
                     print(f"[grade] warning: {name}: {key}: {why}", flush=True)
+                notes = {**{renamed.get(key, key): note for key, note in notes.items()}, **unmatched}
             ag, out = get_autograder(), args.out / name
             grade_folder(submissions, ag, out, jobs=args.jobs, root=args.submissions, notes=notes, **limits)
             graded += len(submissions)

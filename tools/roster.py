@@ -100,11 +100,11 @@ def match(key: str, roster: list[Student]) -> tuple[Student | None, str]:
     return None, "not on the roster"
 
 
-def assign(submissions: dict, roster: list[Student]) -> tuple[dict, dict[str, str]]:
-    """Re-key {folder or file name: path} by roster id. Returns (submissions, reasons): reasons for the submissions
-    left under their own name. A roster student with nothing found gets a path that does not exist (graded as
-    `missing`)."""
-    keyed, reasons = {}, {}
+def assign(submissions: dict, roster: list[Student]) -> tuple[dict, dict[str, str], dict[str, str]]:
+    """Re-key {folder or file name: path} by roster id. Returns (submissions, reasons, renamed): reasons for the
+    submissions left under their own name; renamed: {folder or file name: roster id}. A roster student with nothing
+    found gets a path that does not exist (graded as `missing`)."""
+    keyed, reasons, renamed = {}, {}, {}
     for key, path in submissions.items():
         student, why = match(key, roster)
         if student is None:
@@ -115,9 +115,11 @@ def assign(submissions: dict, roster: list[Student]) -> tuple[dict, dict[str, st
                                  *(path if isinstance(path, tuple) else (path,)))
         else:
             keyed[student.id] = path
+        if student is not None:
+            renamed[key] = student.id
     for student in roster:
         keyed.setdefault(student.id, Path(NOTHING) / f"{student.id}.ipynb")
-    return keyed, reasons
+    return keyed, reasons, renamed
 
 
 def export(out: Path, chapter: str, roster: list[Student]) -> Path:
