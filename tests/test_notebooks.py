@@ -99,6 +99,25 @@ def test_solutions_pass_every_check(source, released):
 
 
 @pytest.mark.parametrize("source", SOLUTIONS, ids=lambda p: p.name)
+def test_hidden_tests_carry_most_points_and_students_see_each_question_s_points(source, released):
+    """A notebook that hard-codes what the public checks look for cannot pass a question: the hidden tests (other
+    inputs) carry at least 60 % of every question's points; the student notebook states each question's points."""
+    import re
+
+    tests = json.loads((released / source.stem / "autograder" / source.name).read_text())["metadata"]["otter"]["tests"]
+    student = json.loads((ROOT / "exercises" / source.name).read_text())
+    prompts = {m.group(1): m.group(2) for c in student["cells"] if c["cell_type"] == "markdown"
+               for m in [re.match(r"\*\*Q(\d+) — [^*]+\*\* \*\(([\d.]+) points?", "".join(c["source"]))] if m}
+    for question, test in tests.items():
+        cases = [case for suite in test["suites"] for case in suite["cases"]]
+        points = test["points"]
+        assert isinstance(points, list) and len(points) == len(cases), f"{question}: one value per test case"
+        hidden = sum(p for p, case in zip(points, cases) if case["hidden"])
+        assert hidden >= 0.6 * sum(points) - 1e-9, f"{question}: hidden tests carry {hidden} of {sum(points)}"
+        assert float(prompts[question.lstrip("q")]) == pytest.approx(sum(points)), f"{question}: prompt vs config"
+
+
+@pytest.mark.parametrize("source", SOLUTIONS, ids=lambda p: p.name)
 def test_unanswered_student_notebook_runs_and_gives_hints(source):
     student = ROOT / "exercises" / source.name
     nb, _ = execute(student, quick=True)
