@@ -313,6 +313,9 @@ def test_similar_own_code_is_flagged_and_shared_code_is_not(tmp_path):
     code["cat"], code["dan"] = given, list(given)
     pairs = class_report.similar_pairs(code)
     assert [(a, b) for a, b, _ in pairs] == [("ann", "ben")] and 0.9 <= pairs[0][2] < 1
+    # the same, when both score nothing (several students handing in the untouched notebook): not flagged
+    assert class_report.copies(code, {}, {"ann": 0, "ben": 0}) == []
+    assert class_report.copies(code, {"ann": "x", "ben": "x"}, {"ann": 3}) == [("ann", "ben", "the same file (SHA-256)")]
     notebook = {"cells": [{"cell_type": "code", "source": ["x  =  1   # set x\n", "\n", "# a comment\n", "s = '#'"]},
                           {"cell_type": "markdown", "source": "x = 2"}]}
     (tmp_path / "a.ipynb").write_text(json.dumps(notebook))

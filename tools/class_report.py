@@ -11,7 +11,8 @@ lines (comments, blank lines and all spaces dropped), and a line that many noteb
 30 % of the batch: the handed-out code, and the answer everybody finds) is removed. Two notebooks whose remaining
 lines agree for at least 90 % (difflib's ratio over the line sequences) and hold at least MIN_LINES such lines are
 flagged. So are two files that are byte for byte the same (the same SHA-256: two students who each ran and saved
-their notebook never hand in the same bytes), unless both score nothing (the handed-out notebook, untouched). A flag
+their notebook never hand in the same bytes). Two notebooks that both score nothing are never flagged (the handed-out
+notebook, untouched, handed in by several students; copying it gains nothing). A flag
 is a reason to look, not proof: two students who took the same tutorial can agree too, and renamed variables escape
 it.
 """
@@ -71,7 +72,8 @@ def copies(code: dict[str, list[str]], digests: dict[str, str], totals: dict[str
     found = [(a, b, "the same file (SHA-256)") for group in same.values() if any(totals.get(s, 0) > 0 for s in group)
              for a, b in itertools.combinations(sorted(group), 2)]
     flagged = {(a, b) for a, b, _ in found}
-    found += [(a, b, f"{ratio:.0%} of their own code") for a, b, ratio in similar_pairs(code) if (a, b) not in flagged]
+    found += [(a, b, f"{ratio:.0%} of their own code") for a, b, ratio in similar_pairs(code)
+              if (a, b) not in flagged and (totals.get(a, 0) > 0 or totals.get(b, 0) > 0)]
     return found
 
 
@@ -111,6 +113,7 @@ def summary(name: str, grades: dict, points: dict[str, float], pairs: list[tuple
     return "\n".join(lines) + "\n"
 
 
-def _cell(text: str) -> str:
-    """Text that cannot break a Markdown table row."""
-    return " ".join(str(text).replace("|", "\\|").split())[:160]
+def _cell(text: str, limit: int = 160) -> str:
+    """Text that cannot break a Markdown table row, cut at a word (with "…") past `limit` characters."""
+    text = " ".join(str(text).replace("|", "\\|").split())
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
