@@ -358,6 +358,17 @@ def test_a_roster_names_lms_folders_gives_everyone_a_row_and_exports_for_canvas_
         assert sorted(zf.namelist()) == ["Kim Nguyen_4412345_assignsubmission_file_tiny-feedback.md",
                                          "Lê Văn An_4412346_assignsubmission_file_tiny-feedback.md"]
         assert zf.read(zf.namelist()[0]).decode().startswith("# tiny: feedback for S1")
+    # Mia hands in late: re-grading her alone gives her a row and leaves everybody else's as it was (before: every
+    # other roster student was graded again as "missing" and lost their points)
+    late = tmp_path / "late" / "Mia Absent_4412347_assignsubmission_file_"
+    late.mkdir(parents=True)
+    (late / "tiny.ipynb").write_text(json.dumps(_notebook(tiny)))
+    assert grade.main([str(late.parent), "--autograder", str(tiny["zip"]), "--out", str(tmp_path / "out"),
+                       "--roster", str(tmp_path / "students.csv"),
+                       *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in LIMITS.items()), [])]) == 0
+    after = _rows(out / "gradebook.csv")
+    assert after["S4"]["total"] == "5" and after["S4"]["status"] == "ok"
+    assert {s: r for s, r in after.items() if s != "S4"} == {s: r for s, r in rows.items() if s != "S4"}
 
 
 @pytest.mark.parametrize("text, error", [

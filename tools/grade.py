@@ -538,16 +538,7 @@ def write_gradebook(out: Path, grades: dict[str, Grade], ag: Autograder) -> list
     old_fields: list[str] = []
     if path.is_file():
         try:
-            with open(path, newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                old_fields = list(reader.fieldnames or [])
-                if "student" not in old_fields:
-                    raise ValueError("it has no 'student' column")
-                for row in reader:
-                    if None in row:  # more cells than columns (edited by hand): kept, in a column of their own
-                        row["extra cells"] = "; ".join(row.pop(None))
-                        old_fields += ["extra cells"] if "extra cells" not in old_fields else []
-                    rows[row["student"]] = row
+            rows, old_fields = _read_gradebook(path)
         except (ValueError, csv.Error, UnicodeDecodeError) as err:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             aside = path.with_name(f"gradebook.unreadable-{stamp}.csv")
@@ -588,6 +579,23 @@ def write_gradebook(out: Path, grades: dict[str, Grade], ag: Autograder) -> list
     for w in warnings_:
         print(f"[grade] warning: {w}", flush=True)
     return warnings_
+
+
+def _read_gradebook(path: Path) -> tuple[dict[str, dict], list[str]]:
+    """({student cell: row}, columns) of a gradebook.csv; ValueError (or csv.Error, UnicodeDecodeError) if it is not
+    one. A row with more cells than columns (edited by hand) keeps them, in a column "extra cells"."""
+    rows: dict[str, dict] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        fields = list(reader.fieldnames or [])
+        if "student" not in fields:
+            raise ValueError("it has no 'student' column")
+        for row in reader:
+            if None in row:
+                row["extra cells"] = "; ".join(row.pop(None))
+                fields += ["extra cells"] if "extra cells" not in fields else []
+            rows[row["student"]] = row
+    return rows, fields
 
 
 def _user() -> str:
@@ -634,7 +642,13 @@ def main(argv=None) -> int:
             if not any(isinstance(p, tuple) or p.is_file() for p in submissions.values()):
                 continue  # nobody handed this chapter in
             if students:
-                submissions, unmatched, renamed = class_roster.assign(submissions, students)
+                book = args.out / name / "gradebook.csv"
+                try:  # the students the gradebook already has a row for (spreadsheet_safe undone)
+                    graded_before = {k[1:] if k[:2] in ("'=", "'+", "'-", "'@") else k
+                                     for k in (_read_gradebook(book)[0] if book.is_file() else {})}
+                except (ValueError, csv.Error, UnicodeDecodeError):
+                    graded_before = set()  # write_gradebook moves it aside and says so
+                submissions, unmatched, renamed = class_roster.assign(submissions, students, graded_before)
                 for key, why in unmatched.items():
                     print(f"[grade] warning: {name}: {key}: {why}", flush=True)
                 notes = {**{renamed.get(key, key): note for key, note in notes.items()}, **unmatched}

@@ -100,10 +100,11 @@ def match(key: str, roster: list[Student]) -> tuple[Student | None, str]:
     return None, "not on the roster"
 
 
-def assign(submissions: dict, roster: list[Student]) -> tuple[dict, dict[str, str], dict[str, str]]:
+def assign(submissions: dict, roster: list[Student], graded: set[str] = frozenset()) -> tuple[dict, dict, dict]:
     """Re-key {folder or file name: path} by roster id. Returns (submissions, reasons, renamed): reasons for the
     submissions left under their own name; renamed: {folder or file name: roster id}. A roster student with nothing
-    found gets a path that does not exist (graded as `missing`)."""
+    found gets a path that does not exist (graded as `missing`) — unless the gradebook already has a row for them
+    (`graded`: its student column): re-grading one late student must not turn everybody else into `missing`."""
     keyed, reasons, renamed = {}, {}, {}
     for key, path in submissions.items():
         student, why = match(key, roster)
@@ -118,7 +119,8 @@ def assign(submissions: dict, roster: list[Student]) -> tuple[dict, dict[str, st
         if student is not None:
             renamed[key] = student.id
     for student in roster:
-        keyed.setdefault(student.id, Path(NOTHING) / f"{student.id}.ipynb")
+        if student.id not in graded:
+            keyed.setdefault(student.id, Path(NOTHING) / f"{student.id}.ipynb")
     return keyed, reasons, renamed
 
 
