@@ -702,6 +702,10 @@ def test_demo_solved_notebook_passes_public_checks_without_hidden_tests(tiny, tm
     path.write_text(json.dumps(nb))
     hidden = {k: v for k, v in secrets(FIXTURE).items() if "assert" in k}
     assert hidden and not leaks(path, hidden)  # no hidden test on the projector
+    shown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "SOLUTION" not in shown  # otter's markers are for otter, not for the projector
+    assert demo.without_markers(["x = 1  # SOLUTION\n", "    # BEGIN SOLUTION\n", "y = 2\n", "# END SOLUTION"]) == \
+        "x = 1\ny = 2"
     executed, _ = execute(path, quick=True)
     checks = ["".join(o.get("data", {}).get("text/plain", o.get("text", "")) for o in c.outputs)
               for c in executed.cells if c.cell_type == "code" and c.source.startswith("grader.check(")]

@@ -8,7 +8,8 @@
                                                         -> build/demo/exercises/<chapter>.ipynb
   This is the student notebook (public tests only) with the answer cells of otter's autograder copy: safe to show
   on a projector, since the hidden tests never enter it.
---open starts JupyterLab on build/demo once the notebooks are written.
+--open starts JupyterLab on build/demo once the notebooks are written, in quick mode (a cell re-run live takes
+seconds); the solved answer cells show no otter markers (# BEGIN SOLUTION ...).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -37,9 +40,19 @@ def solved(student: dict, autograder: dict) -> dict:
     if len(student["cells"]) != len(autograder["cells"]):
         raise ValueError("the student and autograder notebooks do not line up cell for cell: re-run otter assign")
     nb = copy.deepcopy(student)
-    nb["cells"] = [copy.deepcopy(a) if ANSWER_TAG in s.get("metadata", {}).get("tags", []) else s
+    nb["cells"] = [dict(copy.deepcopy(a), source=without_markers(a["source"]))
+                   if ANSWER_TAG in s.get("metadata", {}).get("tags", []) else s
                    for s, a in zip(nb["cells"], autograder["cells"])]
     return nb
+
+
+def without_markers(source: str | list) -> str:
+    """An answer cell as a projector (or an answer key) should show it: no `# BEGIN SOLUTION` / `# END SOLUTION`
+    lines and no trailing `# SOLUTION` markers, which only tell otter what to blank out."""
+    lines = ("".join(source) if isinstance(source, list) else source).splitlines()
+    kept = [re.sub(r"\s*# SOLUTION\s*$", "", line) for line in lines
+            if not line.strip().startswith(("# BEGIN SOLUTION", "# END SOLUTION"))]
+    return "\n".join(kept)
 
 
 def demo(chapter: str, out: Path, what: str = "both") -> list[Path]:
@@ -79,7 +92,9 @@ def main(argv=None) -> int:
     for path in demo(args.chapter, args.out, args.what):
         print(f"[demo] {path}")
     if args.open:
-        return subprocess.call([sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={args.out}"])
+        # quick mode in JupyterLab too: a cell re-run live takes seconds, as the executed copies did
+        return subprocess.call([sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={args.out}"],
+                               env=dict(os.environ, MINIPEFT_QUICK="1"))
     return 0
 
 
