@@ -29,6 +29,7 @@ from release import assign  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "grading" / "tiny.ipynb"
 LIMITS = dict(cell_timeout=5, test_timeout=1)  # tiny's cells and tests take milliseconds
+LIMIT_ARGS = [arg for k, v in LIMITS.items() for arg in (f"--{k.replace('_', '-')}", str(v))]  # the same, for main()
 FORMULA = '=HYPERLINK("http-evil","x")'
 LONG = " ".join(f"word{i}" for i in range(60))  # an error message of 400 characters
 
@@ -192,8 +193,8 @@ def graded(tiny, tmp_path_factory):
     """Grade the whole batch once, through the command line, 2 notebooks at a time."""
     folder = _submissions(tiny, tmp_path_factory.mktemp("submissions"))
     out = tmp_path_factory.mktemp("grades")
-    limits = ["--cell-timeout", str(LIMITS["cell_timeout"]), "--test-timeout", str(LIMITS["test_timeout"])]
-    assert grade.main([str(folder), "--autograder", str(tiny["zip"]), "--out", str(out), "--jobs", "2", *limits]) == 0
+    assert grade.main([str(folder), "--autograder", str(tiny["zip"]), "--out", str(out), "--jobs", "2",
+                       *LIMIT_ARGS]) == 0
     with open(out / "tiny" / "gradebook.csv", newline="") as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
     return rows, out / "tiny" / "feedback"
@@ -250,7 +251,7 @@ def test_regrading_one_student_replaces_that_row_and_keeps_every_other(graded, t
     late.mkdir()
     (late / "raises.ipynb").write_text(json.dumps(_notebook(tiny)))  # fixed and handed in again
     assert grade.main([str(late), "--autograder", str(tiny["zip"]), "--out", str(out),
-                       *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in LIMITS.items()), [])]) == 0
+                       *LIMIT_ARGS]) == 0
     after = _rows(out / "tiny" / "gradebook.csv")
     assert set(after) == set(before)  # before: the gradebook held "raises" alone
     assert _points(after["raises"]) == ([2, 2, 1], 5) and after["raises"]["status"] == "ok"
@@ -339,7 +340,7 @@ def test_a_roster_names_lms_folders_gives_everyone_a_row_and_exports_for_canvas_
                                            "S4,Mia Absent,mia@uni.edu,B\n", encoding="utf-8")  # Excel's BOM
     assert grade.main([str(subs), "--autograder", str(tiny["zip"]), "--out", str(tmp_path / "out"), "--jobs", "2",
                        "--roster", str(tmp_path / "students.csv"),
-                       *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in LIMITS.items()), [])]) == 0
+                       *LIMIT_ARGS]) == 0
     out = tmp_path / "out" / "tiny"
     rows = _rows(out / "gradebook.csv")
     assert set(rows) == {"S1", "S2", "smithj", "S4", "Stranger_4412399_assignsubmission_file_"}
@@ -365,7 +366,7 @@ def test_a_roster_names_lms_folders_gives_everyone_a_row_and_exports_for_canvas_
     (late / "tiny.ipynb").write_text(json.dumps(_notebook(tiny)))
     assert grade.main([str(late.parent), "--autograder", str(tiny["zip"]), "--out", str(tmp_path / "out"),
                        "--roster", str(tmp_path / "students.csv"),
-                       *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in LIMITS.items()), [])]) == 0
+                       *LIMIT_ARGS]) == 0
     after = _rows(out / "gradebook.csv")
     assert after["S4"]["total"] == "5" and after["S4"]["status"] == "ok"
     assert {s: r for s, r in after.items() if s != "S4"} == {s: r for s, r in rows.items() if s != "S4"}
@@ -704,8 +705,8 @@ def test_demo_solved_notebook_passes_public_checks_without_hidden_tests(tiny, tm
     assert hidden and not leaks(path, hidden)  # no hidden test on the projector
     shown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     assert "SOLUTION" not in shown  # otter's markers are for otter, not for the projector
-    assert demo.without_markers(["x = 1  # SOLUTION\n", "    # BEGIN SOLUTION\n", "y = 2\n", "# END SOLUTION"]) == \
-        "x = 1\ny = 2"
+    assert demo.without_solution_markers(["x = 1  # SOLUTION\n", "    # BEGIN SOLUTION\n", "y = 2\n",
+                                          "# END SOLUTION"]) == "x = 1\ny = 2\n"
     executed, _ = execute(path, quick=True)
     checks = ["".join(o.get("data", {}).get("text/plain", o.get("text", "")) for o in c.outputs)
               for c in executed.cells if c.cell_type == "code" and c.source.startswith("grader.check(")]

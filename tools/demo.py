@@ -18,14 +18,13 @@ import argparse
 import copy
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from release import assign  # noqa: E402
+from release import assign, without_solution_markers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSWER_TAG = "otter_answer_cell"  # otter assign tags the student's answer cells with it
@@ -40,19 +39,10 @@ def solved(student: dict, autograder: dict) -> dict:
     if len(student["cells"]) != len(autograder["cells"]):
         raise ValueError("the student and autograder notebooks do not line up cell for cell: re-run otter assign")
     nb = copy.deepcopy(student)
-    nb["cells"] = [dict(copy.deepcopy(a), source=without_markers(a["source"]))
+    nb["cells"] = [dict(copy.deepcopy(a), source=without_solution_markers(a["source"]))
                    if ANSWER_TAG in s.get("metadata", {}).get("tags", []) else s
                    for s, a in zip(nb["cells"], autograder["cells"])]
     return nb
-
-
-def without_markers(source: str | list) -> str:
-    """An answer cell as a projector (or an answer key) should show it: no `# BEGIN SOLUTION` / `# END SOLUTION`
-    lines and no trailing `# SOLUTION` markers, which only tell otter what to blank out."""
-    lines = ("".join(source) if isinstance(source, list) else source).splitlines()
-    kept = [re.sub(r"\s*# SOLUTION\s*$", "", line) for line in lines
-            if not line.strip().startswith(("# BEGIN SOLUTION", "# END SOLUTION"))]
-    return "\n".join(kept)
 
 
 def demo(chapter: str, out: Path, what: str = "both") -> list[Path]:

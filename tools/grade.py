@@ -539,7 +539,7 @@ def write_gradebook(out: Path, grades: dict[str, Grade], ag: Autograder) -> list
     if path.is_file():
         try:
             rows, old_fields = _read_gradebook(path)
-        except (ValueError, csv.Error, UnicodeDecodeError) as err:
+        except UNREADABLE as err:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             aside = path.with_name(f"gradebook.unreadable-{stamp}.csv")
             path.replace(aside)
@@ -581,9 +581,12 @@ def write_gradebook(out: Path, grades: dict[str, Grade], ag: Autograder) -> list
     return warnings_
 
 
+UNREADABLE = (ValueError, csv.Error, UnicodeDecodeError)  # what _read_gradebook raises for a file that is not one
+
+
 def _read_gradebook(path: Path) -> tuple[dict[str, dict], list[str]]:
-    """({student cell: row}, columns) of a gradebook.csv; ValueError (or csv.Error, UnicodeDecodeError) if it is not
-    one. A row with more cells than columns (edited by hand) keeps them, in a column "extra cells"."""
+    """({student cell: row}, columns) of a gradebook.csv; one of UNREADABLE if it is not one. A row with more cells
+    than columns (edited by hand) keeps them, in a column "extra cells"."""
     rows: dict[str, dict] = {}
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -643,11 +646,11 @@ def main(argv=None) -> int:
                 continue  # nobody handed this chapter in
             if students:
                 book = args.out / name / "gradebook.csv"
-                try:  # the students the gradebook already has a row for (spreadsheet_safe undone)
-                    graded_before = {k[1:] if k[:2] in ("'=", "'+", "'-", "'@") else k
-                                     for k in (_read_gradebook(book)[0] if book.is_file() else {})}
-                except (ValueError, csv.Error, UnicodeDecodeError):
-                    graded_before = set()  # write_gradebook moves it aside and says so
+                try:  # the roster students the gradebook already has a row for
+                    rows = _read_gradebook(book)[0] if book.is_file() else {}
+                except UNREADABLE:
+                    rows = {}  # write_gradebook moves it aside and says so
+                graded_before = {s.id for s in students if spreadsheet_safe(s.id) in rows}
                 submissions, unmatched, renamed = class_roster.assign(submissions, students, graded_before)
                 for key, why in unmatched.items():
                     print(f"[grade] warning: {name}: {key}: {why}", flush=True)

@@ -49,7 +49,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from release import is_mutant_cell  # noqa: E402,F401 - the one definition of a # MUTANTS cell
+from release import is_mutant_cell, without_solution_markers  # noqa: E402,F401 - one definition each
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, EXERCISES = ROOT / "solutions", ROOT / "exercises"
@@ -123,12 +123,6 @@ class Exercise:
         return [i for i in self.items if isinstance(i, Question)]
 
 
-def student_code(source: str) -> str:
-    """An answer cell as a student who got it right has it: without otter's solution markers."""
-    lines = [line for line in source.splitlines() if line.strip() not in ("# BEGIN SOLUTION", "# END SOLUTION")]
-    return "\n".join(re.sub(r"\s*# SOLUTION\s*$", "", line) for line in lines) + "\n"
-
-
 def _case(source: str) -> Case:
     if source.lstrip().startswith("# HIDDEN"):
         return Case(source, "", True)
@@ -166,7 +160,7 @@ def parse(path: Path) -> Exercise:
         if question is None:
             items.append(source)
         elif block == "SOLUTION":
-            question.answer += student_code(source)
+            question.answer += without_solution_markers(source)
         elif block == "TESTS":
             question.cases.append(_case(source))
         else:

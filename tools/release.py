@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,16 @@ ANSWERS = ROOT / "build" / "answers"
 def is_mutant_cell(cell) -> bool:
     """A `# MUTANTS` raw cell: a question's typical wrong answers (tools/mutants.py)."""
     return cell["cell_type"] == "raw" and "".join(cell["source"]).lstrip().startswith("# MUTANTS")
+
+
+def without_solution_markers(source: str | list) -> str:
+    """An answer cell as a student who got it right has it (and as a projector or an answer key shows it): no
+    `# BEGIN SOLUTION` / `# END SOLUTION` lines and no trailing `# SOLUTION` markers, which only tell otter what to
+    blank out."""
+    lines = ("".join(source) if isinstance(source, list) else source).splitlines()
+    kept = [re.sub(r"\s*# SOLUTION\s*$", "", line) for line in lines
+            if not line.strip().startswith(("# BEGIN SOLUTION", "# END SOLUTION"))]
+    return "\n".join(kept) + "\n"
 
 
 def without_mutants(source: Path) -> dict:

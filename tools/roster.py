@@ -104,7 +104,7 @@ def assign(submissions: dict, roster: list[Student], graded: set[str] = frozense
     """Re-key {folder or file name: path} by roster id. Returns (submissions, reasons, renamed): reasons for the
     submissions left under their own name; renamed: {folder or file name: roster id}. A roster student with nothing
     found gets a path that does not exist (graded as `missing`) — unless the gradebook already has a row for them
-    (`graded`: its student column): re-grading one late student must not turn everybody else into `missing`."""
+    (`graded`: those roster ids): re-grading one late student must not turn everybody else into `missing`."""
     keyed, reasons, renamed = {}, {}, {}
     for key, path in submissions.items():
         student, why = match(key, roster)
