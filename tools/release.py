@@ -22,6 +22,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import gradescope  # tools/gradescope.py
+
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, EXERCISES, BUILD = ROOT / "solutions", ROOT / "exercises", ROOT / "build" / "release"
 ANSWERS = ROOT / "build" / "answers"
@@ -51,12 +53,16 @@ def without_mutants(source: Path) -> dict:
 
 
 def assign(source: Path, out: Path) -> Path:
-    """Run otter assign on one solution notebook; returns the output folder (student/ and autograder/)."""
+    """Run otter assign on one solution notebook; returns the output folder (student/ and autograder/). The
+    autograder zip is made complete for Gradescope (tools/gradescope.py: minipeft, its packages, the course's
+    grader)."""
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / source.name
         copy.write_text(json.dumps(without_mutants(source), indent=1, ensure_ascii=False), encoding="utf-8")
         subprocess.run([sys.executable, "-m", "otter", "assign", "--no-pdfs", str(copy), str(out.resolve())],
                        check=True, stdout=subprocess.DEVNULL, cwd=source.parent)
+    for zip_path in (out / "autograder").glob("*.zip"):
+        gradescope.complete(zip_path)
     return out
 
 
