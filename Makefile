@@ -2,7 +2,7 @@
 #   make course    set up (first time only) and open the course in JupyterLab
 #   make test      set up (first time only) and run the whole test suite (what CI runs)
 # Other targets: setup, chapters (execute every chapter headless), quick (the same in quick mode), release (regenerate student notebooks), answers (a chapter's answer key),
-#                reference (a chapter's full-scale reference runs), grade (grade a folder of submissions), demo (run a chapter for a live walk-through), doctor (check the installation), clean.
+#                reference (a chapter's full-scale reference runs), grade (grade a folder of submissions), demo (run a chapter for a live walk-through), slides (a chapter as HTML slides), doctor (check the installation), clean.
 # Teaching workflow (release, grade, demo, Binder): docs/teaching.md.
 
 PYTHON ?= python3
@@ -20,7 +20,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # time instead of 4.4x (docs/benchmarks.md); the numbers computed are the same
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: course setup test chapters quick reference release answers grade demo doctor clean
+.PHONY: course setup test chapters quick reference release answers grade demo slides doctor clean
 
 # (--allow-root only where you are root, e.g. in a container: Jupyter refuses to start as root otherwise)
 course: setup
@@ -94,6 +94,11 @@ DEMO ?= both
 demo: setup
 	@test -n "$(CHAPTER)" || { echo "usage: make demo CHAPTER=00_adaptation [DEMO=both|course|solutions] [OPEN=1]"; exit 2; }
 	$(BIN)/python tools/demo.py $(CHAPTER) --what $(DEMO) $(if $(filter 1,$(OPEN)),--open)
+
+# A chapter as slides for a lecture: executed in quick mode, then build/demo/slides/CHAPTER.slides.html (reveal.js).
+slides: setup
+	@test -n "$(CHAPTER)" || { echo "usage: make slides CHAPTER=02_lora"; exit 2; }
+	$(BIN)/python tools/demo.py $(CHAPTER) --what course --slides
 
 doctor: setup
 	$(BIN)/python -m minipeft.lab.doctor

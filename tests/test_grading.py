@@ -862,3 +862,22 @@ def test_the_gradescope_zip_grades_chapter_00_in_a_fresh_environment(tmp_path):
     result = _gradescope_run(root, python, env)
     assert result["extra_data"]["status"] == "ok", result["output"]
     assert result["score"] == 10 and sum(t["max_score"] for t in result["tests"]) == 10
+
+
+def test_a_chapter_as_slides_starts_a_slide_at_each_heading(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    figure = new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})
+    nb = new_notebook(cells=[new_markdown_cell("# 02 LoRA\nobjectives"),
+                             new_code_cell("QUICK = False", metadata={"tags": ["parameters"]}),
+                             new_markdown_cell("## 1. The update\ntext"), new_code_cell("plot()", outputs=[figure]),
+                             new_markdown_cell("### 1.1 Rank\nmore"), new_markdown_cell("plain text")])
+    kinds = [c["metadata"]["slideshow"]["slide_type"] for c in demo.slide_types(nb)["cells"]]
+    assert kinds == ["slide", "skip", "slide", "-", "subslide", "-"]
+    assert "slideshow" not in nb.cells[0].metadata                  # the chapter itself is not changed
+    path = tmp_path / "02_lora.ipynb"
+    nbformat.write(nb, path)
+    html = demo.slides(path, tmp_path / "slides", reveal_prefix="reveal").read_text()
+    assert "iVBORw0KGgo=" in html and "QUICK = False" not in html   # the figure inside, the parameters cell out
+    assert '"reveal/dist/reveal.js"' in html and 'unpkg.com/reveal.js' not in html

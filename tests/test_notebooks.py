@@ -166,3 +166,23 @@ def test_profile_notebook_reads_each_cell_s_time(tmp_path):
     done, total = execute(path)
     (slow, i, first), (fast, j, _) = sorted(profile_notebook.cell_seconds(done), reverse=True)
     assert (i, j, first) == (0, 2, "import time") and 0.6 <= slow < total and fast < 0.5
+
+
+def test_an_executed_copy_shows_each_progress_bar_finished_not_frozen_at_zero(tmp_path):
+    """tqdm's notebook bar keeps, as its plain text, what it showed when displayed (0 %); the runbook writes the final
+    state from the saved widget state into it, so nbconvert, GitHub or a JupyterLab without the widget show 100 %."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from minipeft.lab.runbook import finish_progress_bars
+
+    path = tmp_path / "bars.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell(
+        "from tqdm.auto import tqdm\nfor _ in tqdm(range(103), desc='Loading weights'): pass\n"
+        "bar = tqdm(total=8, desc='half')\nbar.update(4)\nbar.close()")]), path)
+    done, _ = execute(path)
+    texts = [o["data"]["text/plain"] for o in done.cells[0].outputs if "text/plain" in o.get("data", {})]
+    assert len(texts) == 2, texts
+    assert texts[0].startswith("Loading weights: 100%|██████████| 103/103"), texts[0]
+    assert texts[1].startswith("half:  50%|█████     | 4/8"), texts[1]          # an unfinished bar stays unfinished
+    assert finish_progress_bars(done) == 2 and finish_progress_bars(new_notebook()) == 0

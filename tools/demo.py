@@ -10,6 +10,10 @@
   on a projector, since the hidden tests never enter it.
 --open starts JupyterLab on build/demo once the notebooks are written, in quick mode (a cell re-run live takes
 seconds); the solved answer cells show no otter markers (# BEGIN SOLUTION ...).
+--slides also writes the executed chapter as a reveal.js slide show, build/demo/slides/<chapter>.slides.html
+(`make slides CHAPTER=...`): every `#` / `##` heading starts a slide, `###` a sub-slide (below it), the parameters
+cell is left out; the figures are inside the file. reveal.js (and require.js) are loaded from their CDNs when the
+file is opened, so the browser needs the internet; --reveal-prefix points at a local copy of reveal.js 4 instead.
 """
 
 from __future__ import annotations
@@ -69,18 +73,55 @@ def demo(chapter: str, out: Path, what: str = "both") -> list[Path]:
     return written
 
 
+SLIDE_TYPES = (("### ", "subslide"), ("## ", "slide"), ("# ", "slide"))  # a heading's level -> where it starts
+
+
+def slide_types(nb: dict) -> dict:
+    """A copy of the notebook with RISE / nbconvert slide metadata: headings start (sub-)slides, the rest follows."""
+    nb = copy.deepcopy(nb)
+    for cell in nb["cells"]:
+        first = "".join(cell["source"]).lstrip().split("\n", 1)[0] if cell["cell_type"] == "markdown" else ""
+        kind = next((kind for prefix, kind in SLIDE_TYPES if first.startswith(prefix)), "-")
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            kind = "skip"                                   # QUICK = ...: for the test runner, not for a lecture
+        cell.setdefault("metadata", {})["slideshow"] = {"slide_type": kind}
+    return nb
+
+
+def slides(executed: Path, out: Path, reveal_prefix: str | None = None) -> Path:
+    """The executed notebook as a reveal.js slide show (HTML, figures inside): out/<chapter>.slides.html."""
+    import nbformat
+    from nbconvert import SlidesExporter
+
+    exporter = SlidesExporter(reveal_scroll=True)        # a long output scrolls instead of leaving the slide
+    if reveal_prefix:
+        exporter.reveal_url_prefix = reveal_prefix
+    nb = nbformat.from_dict(slide_types(nbformat.read(executed, as_version=4)))  # sources as strings
+    body, _ = exporter.from_notebook_node(nb)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{executed.stem}.slides.html"
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("chapter", help="e.g. 00_adaptation")
     parser.add_argument("--what", choices=["both", "course", "solutions"], default="both")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "demo")
     parser.add_argument("--open", action="store_true", help="start JupyterLab on the executed copies")
+    parser.add_argument("--slides", action="store_true", help="also write the chapter as slides (HTML)")
+    parser.add_argument("--reveal-prefix", help="where reveal.js is (default: its CDN)")
     args = parser.parse_args(argv)
     if not (ROOT / "course" / f"{args.chapter}.ipynb").is_file():
         chapters = ", ".join(sorted(p.stem for p in (ROOT / "course").glob("[0-9][0-9]_*.ipynb")))
         parser.error(f"no chapter {args.chapter!r} (chapters: {chapters})")
-    for path in demo(args.chapter, args.out, args.what):
+    written = demo(args.chapter, args.out, "both" if args.slides and args.what == "solutions" else args.what)
+    for path in written:
         print(f"[demo] {path}")
+    if args.slides:
+        print(f"[demo] {slides(written[0], args.out / 'slides', args.reveal_prefix)}: open it in a browser "
+              "(arrow keys; Esc shows every slide)")
     if args.open:
         # quick mode in JupyterLab too: a cell re-run live takes seconds, as the executed copies did
         return subprocess.call([sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={args.out}"],

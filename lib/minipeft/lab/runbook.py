@@ -9,10 +9,15 @@ Quick mode sets MINIPEFT_QUICK=1 in the kernel's environment; every chapter's pa
 from __future__ import annotations
 
 import argparse
+import html
 import os
+import re
 import sys
 import time
 from pathlib import Path
+
+WIDGET_VIEW, WIDGET_STATE = "application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"
+TQDM_TEXT = re.compile(r"^.*\d+%\|.*\|")  # tqdm's text form: "desc:  40%|████      | 2/5 [...]"
 
 
 def notebook_client(nb, **kwargs):
@@ -27,6 +32,33 @@ def notebook_client(nb, **kwargs):
     client = NotebookClient(nb, **kwargs)
     client.comm_open_handlers["jupyter.widget"] = lambda msg: None    # keep the state, mirror nothing
     return client
+
+
+def finish_progress_bars(nb) -> int:
+    """Give each tqdm progress bar of an executed notebook the text of its final state; returns how many changed.
+
+    A tqdm bar in a notebook is an ipywidgets HBox (description, FloatProgress, postfix). Its output keeps, as the
+    plain-text form for viewers without the widget (nbconvert, GitHub, a JupyterLab that cannot load the widget), the
+    text it had when it was displayed: "Loading weights:   0%|          | 0/103". The executed copy then shows every
+    finished bar frozen at 0 %. The final values are in the notebook's saved widget state; this writes them into
+    the plain text ("Loading weights: 100%|██████████| 103/103 [...]"). Bars whose state was not saved are left."""
+    state = nb.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    changed = 0
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            box = state.get(data.get(WIDGET_VIEW, {}).get("model_id", ""), {})
+            parts = [state.get(c.replace("IPY_MODEL_", ""), {}) for c in box.get("state", {}).get("children", [])]
+            if (len(parts) != 3 or not TQDM_TEXT.match(str(data.get("text/plain", "")))
+                    or parts[1].get("model_name") != "FloatProgressModel"):
+                continue
+            left, right = (html.unescape(p.get("state", {}).get("value", "")).replace("\u2007", " ")
+                           for p in (parts[0], parts[2]))
+            bar = parts[1]["state"]
+            filled = round(10 * bar.get("value", 0) / bar["max"]) if bar.get("max") else 0
+            data["text/plain"] = f"{left}|{'█' * filled}{' ' * (10 - filled)}|{right}"
+            changed += 1
+    return changed
 
 
 def execute(path: str | Path, quick: bool = False, timeout: int = 600, out: str | Path | None = None,
@@ -49,6 +81,7 @@ def execute(path: str | Path, quick: bool = False, timeout: int = 600, out: str 
             os.environ.pop("MINIPEFT_QUICK", None)
         else:
             os.environ["MINIPEFT_QUICK"] = env_before
+    finish_progress_bars(nb)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, Path(out) / path.name)
