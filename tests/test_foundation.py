@@ -331,3 +331,23 @@ def test_minilm_learns_rotten_tomatoes_quickly(rt):
     majority = max(sum(data.subsample(rt["validation"], 200)["label"]), 200 - sum(
         data.subsample(rt["validation"], 200)["label"])) / 200
     assert res.accuracy > majority + 0.05
+
+
+def test_embed_pools_in_input_order_on_the_chosen_device_and_leaves_the_encoder_where_it_was():
+    from transformers import BatchEncoding
+
+    class PadTok:
+        def __call__(self, texts, max_length=64, **_):
+            ids = [[1] + [3 + (ord(c) % 120) for c in t][: max_length - 1] for t in texts]
+            width = max(map(len, ids))
+            return BatchEncoding({"input_ids": torch.tensor([i + [0] * (width - len(i)) for i in ids]),
+                                  "attention_mask": torch.tensor([[1] * len(i) + [0] * (width - len(i))
+                                                                  for i in ids])})
+
+    encoder = mp.tiny_encoder(seed=0)                                # a BertModel: last_hidden_state
+    texts = ["a long sentence here", "hi", "medium one", "x"]
+    both = train.embed(encoder, PadTok(), texts, batch_size=3, pooling=("mean", "cls"), progress=False, device="cpu")
+    one_by_one = torch.cat([train.embed(encoder, PadTok(), [t], progress=False) for t in texts])
+    assert both["mean"].shape == (4, encoder.config.hidden_size) and both["mean"].device.type == "cpu"
+    assert torch.allclose(both["mean"], one_by_one, atol=1e-5)      # sorted by length inside, returned in order
+    assert next(encoder.parameters()).device.type == "cpu"

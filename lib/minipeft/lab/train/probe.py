@@ -14,20 +14,33 @@ from .head import mean_pool
 
 @torch.no_grad()
 def embed(encoder: nn.Module, tokenizer, texts: list[str], batch_size: int = 128, max_length: int = 64,
-          progress: bool = True, desc: str = "embed", pooling: str | tuple[str, ...] = "mean"):
+          progress: bool = True, desc: str = "embed", pooling: str | tuple[str, ...] = "mean",
+          device: str | torch.device | None = None):
     """Features of a frozen encoder, (N, d): computed once, a linear probe then trains in a second.
+
+    device: where the encoder runs, like `fit`'s (None: the GPU when there is one, else where the encoder is); the
+    encoder goes back to where it was afterwards, and the features are always returned on the CPU.
 
     pooling: "mean" (average of the real tokens, the course's default) or "cls" (the first token's state, BERT's
     [CLS]); a tuple such as ("mean", "cls") returns a dict with one (N, d) tensor per strategy from ONE pass.
     """
-    from tqdm.auto import tqdm
-
     kinds = (pooling,) if isinstance(pooling, str) else tuple(pooling)
     unknown = set(kinds) - {"mean", "cls"}
     if unknown:
         raise ValueError(f"Unknown pooling {sorted(unknown)}: use 'mean', 'cls' or a tuple of them.")
     encoder.eval()
-    device = next(encoder.parameters()).device
+    home = next(encoder.parameters()).device
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else home))
+    encoder.to(device)
+    try:
+        return _embed(encoder, tokenizer, texts, batch_size, max_length, progress, desc, pooling, kinds, device)
+    finally:
+        encoder.to(home)
+
+
+def _embed(encoder, tokenizer, texts, batch_size, max_length, progress, desc, pooling, kinds, device):
+    from tqdm.auto import tqdm
+
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = {k: torch.empty(len(texts), encoder.config.hidden_size) for k in kinds}
     for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, leave=False):
