@@ -66,6 +66,8 @@ class Method:
 
 METHODS = {
     "lora": Method(mp.LoRAConfig, dict(r=4), (dict(r=0), ValueError), merge=True, peft=ALL, wrong=EMBEDDING),
+    "dora": Method(mp.DoRAConfig, dict(r=4), (dict(alpha=float("nan")), ValueError), merge=True, peft=ALL,
+                   wrong=EMBEDDING, ones=("magnitude",), unmerge_atol=1e-6),  # unmerge divides by m / ‖·‖_c
     "ia3": Method(mp.IA3Config, {}, (dict(feedforward=3), TypeError), merge=True, peft=ALL, wrong=EMBEDDING,
                   ones=("ia3_l",), unmerge_atol=1e-6),
     "bitfit": Method(mp.BitFitConfig, {}, (dict(targets=[]), ValueError), archs=("bert", "gpt2"),

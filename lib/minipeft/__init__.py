@@ -29,6 +29,7 @@ from .lab.backbones import MissingAssetError, load_decoder, load_encoder, tiny_d
 from .methods.adalora import AdaLoRAConfig, orthogonal_regularization, rank_pattern, update_and_allocate
 from .methods.adapters import AdapterConfig, set_adapter_layers
 from .methods.bitfit import BitFitConfig
+from .methods.dora import DoRAConfig
 from .methods.hadamard import LoHaConfig
 from .methods.ia3 import IA3Config
 from .methods.kronecker import KronABConfig, KronAConfig

@@ -2,6 +2,7 @@
 
     adapters.py   bottleneck adapters: Houlsby, Pfeiffer, parallel (He et al.)
     lora.py       LoRA                          adalora.py   AdaLoRA (SVD form, budget allocation)
+    dora.py       DoRA (magnitude ⊙ direction, the direction by LoRA)
     prefix.py     prefix tuning                 prompt.py    prompt tuning
     ptuning.py    P-tuning                      mpt.py       multitask prompt tuning
     softprompt.py the input hook that prompt tuning, P-tuning and MPT share

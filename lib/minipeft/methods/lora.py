@@ -88,6 +88,7 @@ class LoRAConfig(PeftConfig):
     use_rslora: bool = False  # rsLoRA: scale alpha / √r instead of alpha / r (better for large r)
 
     method: ClassVar[str] = "lora"
+    layer: ClassVar[type] = LoRALinear  # what wrap() builds (DoRA's config builds its own, with the same checks)
     DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = QUERY_VALUE  # W_q and W_v, as in the paper (§4.2, §7.1)
 
     def validate(self) -> None:
@@ -98,7 +99,7 @@ class LoRAConfig(PeftConfig):
     def wrap(self, module: nn.Module, name: str) -> LoRALinear:
         require_linear(module, name, "LoRA")
         check_rank(self.r, module, name)
-        return LoRALinear(module, self.r, self.alpha, self.dropout, self.use_rslora)
+        return self.layer(module, self.r, self.alpha, self.dropout, self.use_rslora)
 
     def to_peft(self, model: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
         layers, config = peft_tuner(self, model, LoRALinear, "LORA", r=self.r, lora_alpha=self.alpha,
