@@ -7,10 +7,11 @@
 
 The package in three parts:
     core/      the one injection mechanism, the layer and config base classes, checks, save/load, export to peft
-    methods/   one paper per file (adapters, LoRA, prefix, prompt, P-tuning, MPT, IA3, BitFit, AdaLoRA, Kronecker,
-               Hadamard, LoKr)
+    methods/   one paper per file (adapters, LoRA, DoRA, prefix, prompt, P-tuning, MPT, IA3, BitFit, AdaLoRA,
+               Kronecker, Hadamard, LoKr)
     lab/       the course's offline world: backbones, data, the training loop, chapter helpers, set-up tools
-and lowrank.py, the linear algebra the chapters share (spectra, subspace similarity).
+and lowrank.py, the linear algebra the chapters share (spectra, subspace similarity), and quantize.py, an int8
+frozen base (QLoRA's idea).
 """
 
 import os
@@ -41,5 +42,6 @@ from .methods.prefix import PrefixConfig, fold_prefix, prefix_attention_mass, pr
 from .methods.prompt import PromptConfig
 from .methods.ptuning import PTuningConfig, fold_prompt_encoder
 from .methods.softprompt import nearest_tokens, prompt_embeddings
+from .quantize import Int8Linear, dequantize, model_bytes, quantize_frozen
 
 __version__ = "0.1.0"

@@ -88,8 +88,8 @@ def check_choice(value, choices, what: str) -> None:
 
 # --------------------------------------------------------------------------------------------- what a method wraps
 def is_linear(module: nn.Module) -> bool:
-    """nn.Linear, or GPT-2's Conv1D (a linear layer whose weight is stored (in, out))."""
-    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+    """nn.Linear, GPT-2's Conv1D (a linear layer whose weight is stored (in, out)) or an int8 one (minipeft.quantize)."""
+    return isinstance(module, nn.Linear) or type(module).__name__ in ("Conv1D", "Int8Linear")  # (minipeft.quantize)
 
 
 def linear_shape(module: nn.Module) -> tuple[int, int]:

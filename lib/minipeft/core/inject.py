@@ -121,6 +121,8 @@ def merge(model: nn.Module) -> nn.Module:
     if cannot:  # checked for every module before the first merge: a refused merge changes nothing
         raise TypeError(f"{', '.join(cannot)} cannot be merged (no weight-space update); only ΔW methods such as "
                         "LoRA and IA3 merge. Keep the adapter layers for inference instead.")
+    for layer in layers.values():  # an int8 base layer (minipeft.quantize): refused before anything changes
+        layer.refuse_quantized_merge()
     for name, layer in layers.items():
         layer.merge()
         parent, child = get_parent(model, name)

@@ -50,6 +50,14 @@ class PeftLayer(PeftModule):
     def unmerge(self) -> None:  # never merged
         pass
 
+    def refuse_quantized_merge(self) -> None:
+        """A base layer stored in int8 (minipeft.quantize) cannot take W0 + ΔW: rounding it to int8 again would lose
+        most of ΔW, whose entries are far smaller than one rounding step."""
+        if getattr(self.base_layer, "quantized", False):
+            raise TypeError(f"{type(self).__name__} cannot merge into its int8 base layer: W0 + ΔW would be rounded "
+                            "to int8 again, and ΔW is far smaller than one rounding step. Call "
+                            "minipeft.dequantize(model) first (a float W0), then merge.")
+
     # -- low precision: W0 + ΔW − ΔW is not W0 once every step is rounded to bf16's 8 significant bits (ten merge /
     # unmerge cycles moved a bf16 W0 by 0.03, against a mean |W0| of 0.016). While merged, a bf16 / fp16 layer keeps
     # its exact W0 (and bias) aside, a copy of that layer's weights, and unmerge puts them back bit for bit.
@@ -115,6 +123,7 @@ class LinearDeltaLayer(PeftLayer):
     def merge(self) -> None:
         if self.merged:
             return
+        self.refuse_quantized_merge()
         delta = self.delta_weight()
         self._keep_unmerged()
         self.base_layer.weight.data += (delta.T if self.transposed else delta).to(self.base_layer.weight.dtype)

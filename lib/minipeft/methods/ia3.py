@@ -73,6 +73,7 @@ class IA3Linear(LinearDeltaLayer):
     def merge(self) -> None:
         if self.merged:
             return
+        self.refuse_quantized_merge()
         self._keep_unmerged()                                 # bf16 / fp16: the exact W0 and bias, for unmerge
         self.base_layer.weight.mul_(self._scale())
         if not self.feedforward and self.base_layer.bias is not None:
