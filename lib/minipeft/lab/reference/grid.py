@@ -75,6 +75,7 @@ class Grid:
     note: str = ""                       # what the grid is for, shown by --list
     borrowed: tuple[tuple[str, str], ...] = ()   # (chapter, configuration) read from another chapter's results
                                          # instead of run twice, e.g. chapter 04's full fine-tuning is chapter 00's
+    planned: bool = False                # the chapter is still being written: its reference runs come first
 
     def __post_init__(self):
         names = [c.name for c in self.configs]
