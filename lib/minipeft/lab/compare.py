@@ -1,0 +1,103 @@
+"""Chapter 09's harness: what a method costs besides its accuracy, measured the same way for every method.
+
+    model, result = chapter.run(encoder, tok, train, val, mp.LoRAConfig(r=8), cfg)
+    row = compare.costs("lora r=8", model, result, batch)       # one row of the chapter's Pareto table
+    row.trainable_pct, row.adapter_bytes, row.latency_ms, row.merged
+
+What each number is, and why it is measured this way:
+
+    trainable      parameters the optimiser updates (the head included: every method trains a fresh one)
+    train_seconds  seconds in the training loop (fit's, evaluation excluded); its examples/s makes runs of
+                   different lengths comparable
+    peak_rss_mb    the process's highest resident memory while training (what the laptop must have; it includes
+                   the frozen model and everything already loaded, so compare methods within one session)
+    optimizer_mb   the memory training adds per trainable parameter, computed: its gradient and Adam's two moments
+                   (3 × 4 bytes in float32); full fine-tuning pays it for every weight
+    adapter_bytes  what one more task costs on disk: the files save_adapter writes (configs included); for a
+                   baseline that is not a minipeft method (head only, full fine-tuning) the bytes of its trained
+                   parameters, as a checkpoint of them would hold
+    latency_ms     the median time of one forward pass on `batch` (no gradients, repeats after one warm-up), on a
+                   merged copy where the method merges (LoRA, IA3, ...: no added latency), else with its layers in
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..core.checkpoint import save_adapter
+from ..core.inject import merge, peft_layers
+from ..core.layers import PeftModule
+
+BYTES_PER_TRAINABLE = 3 * 4  # a float32 gradient and Adam's two moments (exp_avg, exp_avg_sq) per parameter
+
+
+@dataclass
+class Costs:
+    name: str
+    accuracy: float | None
+    trainable: int
+    total: int
+    train_seconds: float
+    examples_per_s: float
+    peak_rss_mb: float
+    optimizer_mb: float
+    adapter_bytes: int
+    latency_ms: float
+    merged: bool                   # latency measured on a merged copy
+
+    @property
+    def trainable_pct(self) -> float:
+        return 100 * self.trainable / self.total
+
+    def row(self) -> dict:
+        return dict(asdict(self), trainable_pct=round(self.trainable_pct, 4))
+
+
+def adapter_bytes(model: nn.Module) -> int:
+    """Bytes one more task costs on disk: save_adapter's files, or (no minipeft method) the trained parameters."""
+    if getattr(model, "minipeft_configs", None):
+        with tempfile.TemporaryDirectory() as tmp:
+            save_adapter(model, tmp)
+            return sum(f.stat().st_size for f in Path(tmp).iterdir())
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
+def mergeable(model: nn.Module) -> bool:
+    """Every PEFT module of the model can fold into its base weights (and there is at least one)."""
+    modules = [m for m in model.modules() if isinstance(m, PeftModule)]
+    return bool(peft_layers(model)) and all(getattr(m, "mergeable", False) for m in modules)
+
+
+@torch.no_grad()
+def latency_ms(model: nn.Module, batch: dict, repeats: int = 10, merged: bool | None = None) -> tuple[float, bool]:
+    """(median milliseconds per forward pass on `batch`, whether it ran merged). merged=None: merged where the
+    method merges (a merged copy: the model itself is not changed)."""
+    merged = mergeable(model) if merged is None else merged
+    timed = merge(copy.deepcopy(model)) if merged else model
+    was_training = timed.training
+    timed.eval()
+    timed(**batch)                                               # warm-up: first-call allocations, lazy inits
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        timed(**batch)
+        times.append(time.perf_counter() - start)
+    timed.train(was_training)
+    return 1000 * statistics.median(times), merged
+
+
+def costs(name: str, model: nn.Module, result, batch: dict, repeats: int = 10) -> Costs:
+    """One row of the comparison: `result` is fit's TrainResult for `model`, `batch` the inputs latency is timed on."""
+    ms, merged = latency_ms(model, batch, repeats)
+    return Costs(name=name, accuracy=result.accuracy, trainable=result.trainable, total=result.total,
+                 train_seconds=result.train_time, examples_per_s=result.examples_per_s,
+                 peak_rss_mb=result.peak_rss_mb, optimizer_mb=result.trainable * BYTES_PER_TRAINABLE / 2**20,
+                 adapter_bytes=adapter_bytes(model), latency_ms=ms, merged=merged)

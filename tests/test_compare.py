@@ -1,0 +1,38 @@
+"""lab/compare.py: chapter 09's cost columns, measured the same way for every method (tiny models)."""
+
+import pytest
+import torch
+
+import minipeft as mp
+from helpers import ids, out
+from minipeft.lab import chapter, compare
+from minipeft.lab.train import TrainResult
+
+
+def _result(model) -> TrainResult:
+    trainable, total = mp.trainable_parameters(model)
+    return TrainResult(accuracy=0.75, losses=[0.7], eval_history=[], steps=1, examples=8, train_time=0.5,
+                       examples_per_s=16.0, peak_rss_mb=900.0, peak_gpu_mb=None, trainable=trainable, total=total,
+                       steps_per_epoch=1)
+
+
+@pytest.mark.parametrize("method, merges", [(mp.LoRAConfig(r=4), True), (mp.IA3Config(), True),
+                                            (mp.PrefixConfig(length=3), False), ("head", False), ("full", False)])
+def test_costs_of_a_method(method, merges):
+    model = chapter.classifier(mp.tiny_encoder(), method)
+    for p in model.parameters():                  # a trained-looking update, so a merge would show if it broke
+        if p.requires_grad:
+            p.data.add_(0.01 * torch.randn_like(p))
+    model.eval()                                  # (dropout off: outputs comparable)
+    x = {"input_ids": ids(4, 9), "attention_mask": torch.ones(4, 9, dtype=torch.long)}
+    before = out(model, x["input_ids"])
+    row = compare.costs("m", model, _result(model), x, repeats=3)
+    assert row.merged is merges and row.latency_ms > 0
+    assert torch.equal(out(model, x["input_ids"]), before)                  # timing a merged COPY changes nothing
+    assert row.optimizer_mb == pytest.approx(row.trainable * 12 / 2**20)
+    assert 0 < row.trainable_pct <= 100 and row.row()["trainable_pct"] == round(row.trainable_pct, 4)
+    weights = row.trainable * 4                                              # float32
+    if isinstance(method, str):
+        assert row.adapter_bytes == weights                                 # no adapter file: the trained weights
+    else:                       # save_adapter's files: the weights (+ frozen buffers such as none here) and headers
+        assert weights <= row.adapter_bytes <= weights + 8192, (row.adapter_bytes, weights)
