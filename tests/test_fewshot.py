@@ -1,0 +1,84 @@
+"""lab/fewshot.py: rank classification with a decoder and T-Few's losses, on the tiny Llama (token ids)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import minipeft as mp
+from minipeft.lab import fewshot
+
+PROMPTS = [[5, 9, 14, 3], [7, 7], [20, 21, 22, 23, 24, 25]]   # different lengths: padding must not matter
+ANSWERS = [[40], [50, 51, 52]]                                  # label 0: one token, label 1: three
+
+
+def _naive_logp(model, prompt, answer) -> list[float]:
+    """One sequence at a time, no padding: log p of each answer token."""
+    ids = torch.tensor([prompt + answer])
+    with torch.no_grad():
+        logp = F.log_softmax(model(input_ids=ids).logits[0].float(), -1)
+    return [logp[len(prompt) + i - 1, tok].item() for i, tok in enumerate(answer)]
+
+
+def test_scores_equal_one_sequence_at_a_time_and_count_tokens():
+    model = mp.tiny_decoder()
+    batch = fewshot.choices_from_ids(PROMPTS, ANSWERS)
+    assert batch.input_ids.shape == (6, 9) and batch.tokens == sum(2 * len(p) + 4 for p in PROMPTS)
+    with torch.no_grad():
+        logp = fewshot.token_log_probs(model, batch)
+    total, mean = fewshot.answer_scores(logp, batch), fewshot.answer_scores(logp, batch, normalise=True)
+    for b, prompt in enumerate(PROMPTS):
+        for c, answer in enumerate(ANSWERS):
+            naive = _naive_logp(model, prompt, answer)
+            assert total[b, c].item() == pytest.approx(sum(naive), abs=1e-5)
+            assert mean[b, c].item() == pytest.approx(sum(naive) / len(naive), abs=1e-5)
+    assert fewshot.predict(model, batch) == total.argmax(-1).tolist()
+    assert fewshot.predict(model, batch, normalise=True) == mean.argmax(-1).tolist()
+
+
+def test_tfew_losses_follow_the_paper_s_formulas():
+    model = mp.tiny_decoder()
+    batch, labels = fewshot.choices_from_ids(PROMPTS, ANSWERS), torch.tensor([1, 0, 1])
+    losses = fewshot.tfew_losses(model, batch, labels)
+    lm, ul, ln = [], [], []
+    for b, prompt in enumerate(PROMPTS):
+        logps = [_naive_logp(model, prompt, a) for a in ANSWERS]
+        y = labels[b].item()
+        lm.append(-sum(logps[y]) / len(logps[y]))
+        wrong = [lp for n, lps in enumerate(logps) if n != y for lp in lps]
+        ul.append(-sum(torch.log1p(-torch.tensor(lp).exp()).item() for lp in wrong) / len(wrong))
+        beta = torch.tensor([sum(lps) / len(lps) for lps in logps])
+        ln.append(-torch.log_softmax(beta, 0)[y].item())
+    for name, expected in (("lm", lm), ("ul", ul), ("ln", ln)):
+        assert losses[name].item() == pytest.approx(sum(expected) / 3, abs=1e-5), name
+
+
+def test_peft_trained_with_the_three_losses_learns_the_labels():
+    """8 prompts, their labels from the first token's parity: LoRA on the tiny random Llama fits them with T-Few's
+    summed losses. (IA3, T-Few's own method, only rescales activations: on a random d = 32 model it moves the loss
+    by 5 % in 40 steps; on the pre-trained SmolLM2 of chapter 10 it has real features to rescale.)"""
+    model = mp.inject(mp.tiny_decoder(), mp.LoRAConfig(r=4, targets=["q_proj", "v_proj", "down_proj"]))
+    gen = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 100, (5,), generator=gen).tolist() for _ in range(8)]
+    labels = torch.tensor([p[0] % 2 for p in prompts])
+    batch = fewshot.choices_from_ids(prompts, ANSWERS)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-2)
+    history = []
+    for _ in range(40):
+        losses = fewshot.tfew_losses(model, batch, labels)
+        history.append({k: v.item() for k, v in losses.items()})
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+    # the ranking loss falls most (two answers to choose from); L_LM can only fall as far as a random d = 32 model
+    # can raise an absolute token probability over a 128-token vocabulary
+    assert history[-1]["ln"] < 0.6 * history[0]["ln"] and history[-1]["lm"] < history[0]["lm"], history[-1]
+    assert fewshot.predict(model, batch, normalise=True) == labels.tolist()
+
+
+def test_a_pattern_renders_demonstrations_before_the_query():
+    pattern = fewshot.Pattern()
+    assert pattern.prompt(" fine ") == "fine It was"
+    text = pattern.prompt("dull", [("a gem", 1), ("a mess", 0)])
+    assert text == "a gem It was great.\n\na mess It was terrible.\n\ndull It was"
+    with pytest.raises(ValueError, match="non-empty answer"):
+        fewshot.choices_from_ids([[5]], [[40], []])
