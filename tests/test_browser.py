@@ -3,8 +3,9 @@
 nbclient proves that a notebook's code runs; it cannot show what a student sees. Here headless Chromium, driven by
 Playwright for Python, uses JupyterLab as a student does, on copies of the notebooks (the repository is never written):
 
-* chapter 08 (the fastest chapter with an explorer: a dropdown and sliders) in quick mode, Run → Run All Cells, in the
-  project's own kernel ("Python 3 (minipeft)"): no cell shows an error; every matplotlib figure is a decoded image;
+* course/index.ipynb (what `make course` opens) links every chapter; its link to chapter 08 (the fastest chapter with
+  an explorer: a dropdown and sliders) opens it; in quick mode, Run → Run All Cells, in the project's own kernel
+  ("Python 3 (minipeft)"): no cell shows an error, every formula typesets, every matplotlib figure is a decoded image;
   the explorer renders as widgets (not "Error displaying widget"), and choosing another method in its dropdown, then
   moving its size slider one step, changes what it prints and draws;
 * exercises/08_unified.ipynb: a right answer to Q3 and `grader.check("q3")` shows the pass line; a wrong one (one
@@ -13,7 +14,7 @@ Playwright for Python, uses JupyterLab as a student does, on copies of the noteb
 Screenshots go to build/browser/ (NN_*.png; failure.png when a step fails). JupyterLab (with its kernels) and Chromium
 are started in their own process groups and stopped by their process ids, also when a step fails. Chromium comes from
 the system (`make setup` installs Debian's package: tools/install_chromium.py); the test skips only where it cannot be
-installed. The whole test is bounded: every wait shares one 180 s budget.
+installed. The whole test is bounded: every wait shares one 150 s budget (with the shut-down, under 3 minutes).
 """
 
 import json
@@ -65,10 +66,14 @@ class Budget:
         return time.monotonic() - self.start
 
 
+@pytest.fixture
 def chromium() -> str:
+    """The Chromium to drive; the test skips only where there is none and it cannot be installed (fails otherwise)."""
     found = install_chromium.find()
     if found:
         return found
+    if os.environ.get("CHROMIUM"):
+        pytest.fail(f"CHROMIUM={os.environ['CHROMIUM']} is not an executable: unset it or point it at Chromium")
     commands, why = install_chromium.plan()
     if commands is None:
         pytest.skip(f"Chromium is not installed and cannot be installed on this machine ({why})")
@@ -139,7 +144,8 @@ def lab(tmp_path, budget):
     started = []
     try:
         if not course.wait_for_port(port, timeout=budget.left()):
-            pytest.fail(f"JupyterLab did not start in {budget.elapsed():.0f} s:\n{(tmp_path / 'jupyterlab.log').read_text()[-3000:]}")
+            log_tail = (tmp_path / "jupyterlab.log").read_text()[-3000:]
+            pytest.fail(f"JupyterLab did not start in {budget.elapsed():.0f} s:\n{log_tail}")
         yield f"http://127.0.0.1:{port}", token, served
         started = descendants(process)
     finally:
@@ -149,14 +155,13 @@ def lab(tmp_path, budget):
 
 
 @pytest.fixture
-def browser(tmp_path, budget):
+def browser(tmp_path, budget, chromium):
     """Headless Chromium in its own process group, driven over the DevTools protocol; yields a Playwright Browser."""
     from playwright.sync_api import sync_playwright
 
-    executable = chromium()
     profile = tmp_path / "chromium"
     log = open(tmp_path / "chromium.log", "w")
-    process = subprocess.Popen([executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    process = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                                 "--no-first-run", "--remote-debugging-port=0", f"--user-data-dir={profile}",
                                 "about:blank"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     started = []
@@ -209,6 +214,17 @@ def run_cell_with(page, notebook, i: int, source: str, budget: Budget) -> None:
     page.keyboard.press("Shift+Enter")
 
 
+# MathJax in JupyterLab does not stop at bad LaTeX: an error box, an unknown macro in red, or (a brace or $ missing) a
+# formula that swallows the text after it, dollar signs included
+BAD_MATH = "mjx-merror, mjx-mtext[style*='color: red'], mjx-math mjx-c.mjx-c24"
+
+
+def bad_formulas(notebook) -> list[str]:
+    """The formulas (as MathJax reads them) that did not typeset as written."""
+    return notebook.locator(BAD_MATH).evaluate_all(
+        "hits => hits.map(e => e.closest('mjx-container').querySelector('mjx-assistive-mml').textContent.slice(0, 80))")
+
+
 def index_then_chapter(page, base: str, token: str, budget: Budget):
     """What `make course` opens: the index links every chapter; its link opens the chapter."""
     page.goto(f"{base}/lab/tree/course/index.ipynb?reset&token={token}", timeout=budget.ms())
@@ -218,6 +234,7 @@ def index_then_chapter(page, base: str, token: str, budget: Budget):
     hrefs = links.evaluate_all("links => links.map(a => a.getAttribute('href'))")
     names = [h.split("?")[0].split("/")[-1] for h in hrefs]  # JupyterLab resolves them to /files/course/...?_xsrf=
     assert names == [p.name for p in course.chapters()], hrefs
+    assert not bad_formulas(index), f"formulas MathJax could not typeset: {bad_formulas(index)}"
     page.screenshot(path=SHOTS / "0_index.png")
     links.nth(names.index(f"{CHAPTER}.ipynb")).click(timeout=budget.ms())
     page.locator("#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current", has_text=f"{CHAPTER}.ipynb").wait_for(
@@ -226,13 +243,14 @@ def index_then_chapter(page, base: str, token: str, budget: Budget):
 
 
 def run_all_and_check_outputs(page, notebook, saved_path: Path, budget: Budget) -> list[str]:
-    """Run → Run All Cells; no error, every figure a decoded image. Returns the stderr texts shown (for the report)."""
+    """Run → Run All Cells; no error, every formula typeset, every figure a decoded image. Returns the stderr texts
+    shown (for the report)."""
     page.get_by_role("menuitem", name="Run", exact=True).click(timeout=budget.ms())
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click(timeout=budget.ms())
     notebook.evaluate("""(nb, ms) => new Promise((done, fail) => {
         const t0 = Date.now(), prompts = () => [...nb.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
         const poll = () => prompts().every(p => /^\\[\\d+\\]:$/.test(p.textContent.trim())) ? done()
-                         : Date.now() - t0 > ms ? fail(new Error('Run All did not finish in time')) : setTimeout(poll, 250);
+            : Date.now() - t0 > ms ? fail(new Error('Run All did not finish in time')) : setTimeout(poll, 250);
         poll();
     })""", budget.ms())  # every code cell numbered: all ran (a stopped run leaves [*] or [ ])
     page.keyboard.press("ControlOrMeta+s")  # what the browser holds, saved to the served copy: the exact output types
@@ -245,6 +263,7 @@ def run_all_and_check_outputs(page, notebook, saved_path: Path, budget: Budget) 
              if "Traceback" in t or "Error displaying widget" in t]
     assert not shown, f"the page shows errors: {shown}"
     assert page.locator(".jp-Dialog").count() == 0, "a dialog is open (kernel died?)"
+    assert not bad_formulas(notebook), f"formulas MathJax could not typeset: {bad_formulas(notebook)}"
     pngs = sum("image/png" in o.get("data", {}) for o in outputs)
     images = notebook.locator(".jp-RenderedImage img").evaluate_all(
         "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
@@ -307,7 +326,7 @@ def answer_an_exercise(page, base: str, token: str, budget: Budget) -> None:
     page.screenshot(path=SHOTS / f"6_exercise_{CHAPTER}_q3_hint.png")
 
 
-def test_a_student_opens_the_course_runs_a_chapter_and_checks_an_exercise_in_jupyterlab(budget, lab, browser):
+def test_a_student_opens_the_course_runs_a_chapter_and_checks_an_exercise_in_jupyterlab(chromium, budget, lab, browser):
     base, token, served = lab
     SHOTS.mkdir(parents=True, exist_ok=True)
     for old in SHOTS.glob("*.png"):

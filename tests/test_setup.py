@@ -78,3 +78,16 @@ def test_chromium_dry_run_installs_nothing(monkeypatch, capsys):
     monkeypatch.setattr(install_chromium.subprocess, "run", lambda *a, **k: pytest.fail("ran a command"))
     assert install_chromium.main(["--dry-run"]) == 0
     assert "dry run: nothing installed" in capsys.readouterr().out
+
+
+def test_the_browser_test_skips_only_where_chromium_cannot_be_installed(monkeypatch):
+    import test_browser
+
+    monkeypatch.delenv("CHROMIUM", raising=False)
+    monkeypatch.setattr(install_chromium, "find", lambda: None)
+    monkeypatch.setattr(install_chromium, "plan", lambda: (None, "not root and no password-less sudo"))
+    with pytest.raises(pytest.skip.Exception, match="cannot be installed on this machine .not root"):
+        test_browser.chromium.__wrapped__()
+    monkeypatch.setattr(install_chromium, "plan", lambda: ([install_chromium.APT], "root"))
+    with pytest.raises(pytest.fail.Exception, match="run `make setup`"):
+        test_browser.chromium.__wrapped__()

@@ -61,7 +61,8 @@ def chapter_entry(path: Path) -> str:
 def index_notebook(paths: list[Path] | None = None):
     paths = chapters() if paths is None else paths
     intro = ("# PEFT from First Principles — the course\n\n"
-             "Open a chapter below (each link opens the notebook), then run its cells from the top with Shift-Enter, or "
+             "Open a chapter below (each link opens the notebook), then run its cells from the top with Shift-Enter, "
+             "or "
              "**Run → Run All Cells**. Every chapter has an exercise notebook in `exercises/` with instant checks: "
              "`grader.check(\"q1\")` under each question.\n\n"
              "*Generated from the chapters' first cells by `python tools/course.py --write-index`: edit the chapters, "

@@ -34,7 +34,7 @@ def find() -> str | None:
 def plan() -> tuple[list[list[str]] | None, str]:
     """(the commands that install Chromium here, or None; why). Runs nothing but `sudo -n true`."""
     if shutil.which("apt-get") is None:
-        return None, "no apt-get on this machine: install Chromium (or Chrome) with its package manager, or set CHROMIUM"
+        return None, "no apt-get here: install Chromium (or Chrome) with this system's package manager, or set CHROMIUM"
     if os.geteuid() == 0:
         return [["apt-get", "update", "-qq"], APT], "root: apt-get installs Debian's chromium package"
     if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
