@@ -22,14 +22,15 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: course setup test chapters quick reference release answers grade demo slides doctor clean
 
-# (--allow-root only where you are root, e.g. in a container: Jupyter refuses to start as root otherwise)
+# JupyterLab on the repository (course/ and exercises/), opening course/index.ipynb; prints the URL and how to stop it.
+#   make course [QUICK=1]     (QUICK=1: every chapter in quick mode, for a live demo)
 course: setup
-	$(BIN)/jupyter lab --notebook-dir=course $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(BIN)/python tools/course.py $(if $(filter 1,$(QUICK)),--quick)
 
 setup: $(STAMP)
 
 # Re-runs only when a requirements file, pyproject.toml or this Makefile changed.
-$(STAMP): requirements.txt requirements-assets.txt pyproject.toml Makefile tools/install_torch.py
+$(STAMP): requirements.txt requirements-assets.txt pyproject.toml Makefile tools/install_torch.py tools/install_chromium.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	TORCH="$(TORCH)" $(BIN)/python tools/install_torch.py
@@ -39,6 +40,7 @@ $(STAMP): requirements.txt requirements-assets.txt pyproject.toml Makefile tools
 	$(BIN)/python -m minipeft.lab.assets
 	$(BIN)/python -c "from minipeft.lab.backbones import decoder_checkpoint; decoder_checkpoint()"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (minipeft)" >/dev/null
+	$(BIN)/python tools/install_chromium.py
 	$(BIN)/python -m minipeft.lab.doctor
 	touch $(STAMP)
 
@@ -47,11 +49,11 @@ test: setup
 
 # Execute every chapter top to bottom, headless, writing the executed copies to build/ (default settings).
 chapters: setup
-	$(BIN)/python -m minipeft.lab.runbook course/*.ipynb --out build/course
+	$(BIN)/python -m minipeft.lab.runbook course/[0-9][0-9]_*.ipynb --out build/course
 
 # The same in quick mode (what CI does, also handy before a live demo).
 quick: setup
-	MINIPEFT_QUICK=1 $(BIN)/python -m minipeft.lab.runbook course/*.ipynb --out build/course
+	MINIPEFT_QUICK=1 $(BIN)/python -m minipeft.lab.runbook course/[0-9][0-9]_*.ipynb --out build/course
 
 # A chapter's reference runs (its experiment grid at full scale, several seeds) -> results/CHAPTER.jsonl. Resumable:
 # run it again after an interruption and only the missing runs are done. docs/reference.md has the details.

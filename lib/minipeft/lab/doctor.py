@@ -11,6 +11,7 @@ import sys
 FIX = "make setup"
 
 PACKAGES = ["torch", "transformers", "datasets", "peft", "safetensors", "matplotlib", "ipywidgets", "jupyterlab",
+            "jupyterlab_widgets",  # renders the widgets in JupyterLab (without it: "Error displaying widget")
             "tqdm", "otter", "nbclient", "gguf", "pandas", "psutil"]
 
 
