@@ -40,7 +40,8 @@ def _field(text: str, name: str) -> str:
     """The paragraph that starts with **name.** in a chapter's first cell, up to the next **Field.** or blank line."""
     match = re.search(rf"^\*\*{name}\.\*\*(.*?)(?=^\*\*[A-Z][a-z]+\.\*\*|\n\s*\n|\Z)", text, re.M | re.S)
     if not match:
-        raise ValueError(f"the first cell has no **{name}.** paragraph (the chapter standard: /STYLE 'Notebooks')")
+        raise ValueError(f"the first cell has no **{name}.** paragraph (every chapter's first cell has its "
+                         "**Objectives.** and **Estimated time.**)")
     return match.group(1).strip()
 
 
