@@ -85,3 +85,32 @@ def test_each_term_is_introduced_where_the_glossary_says(term):
 def test_docs_glossary_is_rendered_from_the_table():
     assert (ROOT / "docs" / "glossary.md").read_text(encoding="utf-8") == glossary.markdown(), \
         "docs/glossary.md is out of date: python -m minipeft.lab.glossary"
+
+
+def numbers(markdown: str) -> set[str]:
+    """The numbers of a text outside its formulas ("10,201", "0.1", "§4.3" -> "4.3")."""
+    return set(re.findall(r"\d+(?:[.,]\d+)*", re.sub(r"\$[^$]+\$", " ", markdown)))
+
+
+def formulas(markdown: str) -> set[str]:
+    return set(re.findall(r"\$[^$]+\$", markdown))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_chapter_has_its_objectives_and_summary_in_chinese_in_step(path):
+    """A 中文 cell (tagged zh) right after the English objectives (the first cell) and right after the English
+    summary (the last one); the Chinese says the same numbers and writes the same formulas, so that a changed English
+    cell fails here until its Chinese twin follows."""
+    nb = cells(path)
+    pairs = [(0, 1, "**中文 · 学习目标**"), (len(nb) - 2, len(nb) - 1, "**中文 · 小结**")]
+    for en_at, zh_at, heading in pairs:
+        english, chinese = nb[en_at], nb[zh_at]
+        assert not is_zh(english) and english["cell_type"] == "markdown", f"{path.name}: cell {en_at} is not English"
+        assert is_zh(chinese) and chinese["cell_type"] == "markdown", f"{path.name}: no 中文 cell after cell {en_at}"
+        en, zh = text(english).split("**Check your understanding.**")[0], text(chinese)
+        assert zh.startswith(heading) and len(re.findall(r"[\u4e00-\u9fff]", zh)) > 100
+        assert numbers(en) <= numbers(zh), f"{path.name}: numbers missing in Chinese: {numbers(en) - numbers(zh)}"
+        assert formulas(en) <= formulas(zh), f"{path.name}: formulas missing in Chinese: {formulas(en) - formulas(zh)}"
+    assert text(nb[0]).startswith(f"# Chapter {path.stem[:2]}") and "**Objectives.**" in text(nb[0])
+    assert text(nb[-2]).startswith("## Summary")
+    assert sum(is_zh(c) for c in nb) == 2 and all(c["cell_type"] == "markdown" for c in nb if is_zh(c))
