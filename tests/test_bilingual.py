@@ -114,3 +114,88 @@ def test_every_chapter_has_its_objectives_and_summary_in_chinese_in_step(path):
     assert text(nb[0]).startswith(f"# Chapter {path.stem[:2]}") and "**Objectives.**" in text(nb[0])
     assert text(nb[-2]).startswith("## Summary")
     assert sum(is_zh(c) for c in nb) == 2 and all(c["cell_type"] == "markdown" for c in nb if is_zh(c))
+
+
+def public_hints() -> dict[str, str]:
+    """{hint: "chapter qN check i"} for every public check of every exercise (as the students' notebooks hold them)."""
+    hints = {}
+    for path in sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb")):
+        tests = json.loads(path.read_text(encoding="utf-8"))["metadata"]["otter"]["tests"]
+        for question, test in tests.items():
+            cases = [c for suite in test["suites"] for c in suite["cases"] if not c.get("hidden")]
+            for i, case in enumerate(cases, 1):
+                hints[(case.get("failure_message") or "").strip()] = f"{path.stem} {question} check {i}"
+    return hints
+
+
+def test_every_public_hint_exists_in_english_and_chinese():
+    """Each public check has an English hint and its Chinese twin, with the same numbers and the same code names;
+    the table holds no twin of a hint that no longer exists."""
+    from minipeft.lab.hints_zh import ZH
+
+    hints = public_hints()
+    assert len(hints) >= 150 and "" not in hints, "a public check without a hint"
+    missing = [where for hint, where in hints.items() if hint not in ZH]
+    assert not missing, f"no Chinese twin in lib/minipeft/lab/hints_zh.py for: {missing}"
+    stale = [en[:80] for en in ZH if en not in hints]
+    assert not stale, f"hints_zh.py translates hints no exercise has any more: {stale}"
+    for en, zh in ZH.items():
+        assert len(re.findall(r"[\u4e00-\u9fff]", zh)) >= 5, en
+        assert numbers(en) <= numbers(zh), f"{hints[en]}: numbers missing in Chinese: {numbers(en) - numbers(zh)}"
+        names = set(re.findall(r"\b[a-z]+_[a-z0-9_]+\b|\b\w+\(", en))
+        assert names <= set(re.findall(r"\b[a-z]+_[a-z0-9_]+\b|\b\w+\(", zh)), f"{hints[en]}: code names differ"
+
+
+def test_the_language_setting(monkeypatch):
+    from minipeft.lab import lang
+
+    monkeypatch.setenv("MINIPEFT_LANG", "")  # recorded, so that the test leaves the setting as it found it
+    assert lang.language() == "en" and lang.say("x", "甲") == "x"
+    hint = next(iter(public_hints()))
+    assert lang.hint(hint) == hint and lang.hint(hint, "zh") != hint
+    for value in ("zh", "zh_CN", "ZH-Hans"):
+        monkeypatch.setenv("MINIPEFT_LANG", value)
+        assert lang.language() == "zh" and lang.say("x", "甲") == "甲"
+    assert lang.hint("a hint nobody translated") == "a hint nobody translated"  # English rather than nothing
+    monkeypatch.setenv("MINIPEFT_LANG", "fr")
+    with pytest.raises(ValueError, match="use 'en' .* or 'zh'"):
+        lang.language()
+    assert lang.set_language("en") == "en" and lang.language() == "en"
+
+
+def test_a_failed_check_speaks_the_students_language(monkeypatch):
+    """The same failed check as test_exercises' English one, after grader(..., lang="zh"): the hint and the lines
+    around it in Chinese; the failing line and the error stay as Python wrote them."""
+    import warnings
+
+    import minipeft as mp
+
+    monkeypatch.setenv("MINIPEFT_LANG", "")  # recorded, so that the test leaves the setting as it found it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grader = mp.exercises.grader("03_prefix", lang="zh")
+        lines = repr(grader.check("q3", {"lam": 10 / 30, "mp": mp})).splitlines()
+    assert lines[0] == "q3：5 项公开检查中通过 3 项。"
+    assert lines[1].startswith("✗ 检查 2：你把填充位置也算进去了")
+    assert lines[2] == "    `assert abs(lam - 10 / 30) > 0.001` 得到 AssertionError"
+    assert lines[3].startswith("✗ 检查 5：这不是前缀上的占比") and len(lines) == 5
+
+
+def test_the_graders_feedback_file_follows_the_setting(monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import grade
+
+    hint = "Padding is leaking in: with mask [1, 1, 0], the padded token must not count. Multiply by the mask and " \
+           "divide by the number of REAL tokens (mask.sum), not by T."
+    result = {"score": 0.0, "cases": [{"hidden": False, "passed": False, "hint": hint, "output": ""},
+                                      {"hidden": True, "passed": True, "hint": None, "output": ""}]}
+    args = ("ada", grade.Grade("ada", questions={"q1": result}), grade.Autograder("00_adaptation", ROOT, {"q1": 2}))
+    monkeypatch.setenv("MINIPEFT_LANG", "")  # recorded, so that the test leaves the setting as it found it
+    english = grade.feedback(*args)
+    assert "- public test 1: **failed**. Padding is leaking in" in english and "hidden tests: 1 of 1 passed" in english
+    monkeypatch.setenv("MINIPEFT_LANG", "zh")
+    chinese = grade.feedback(*args)
+    assert "**得分：0 / 2**" in chinese and "- 公开测试 1：**未通过**。填充位置混进来了" in chinese
+    assert "隐藏测试：1 项中通过 1 项" in chinese and "Padding" not in chinese
