@@ -199,3 +199,48 @@ def test_the_graders_feedback_file_follows_the_setting(monkeypatch):
     chinese = grade.feedback(*args)
     assert "**得分：0 / 2**" in chinese and "- 公开测试 1：**未通过**。填充位置混进来了" in chinese
     assert "隐藏测试：1 项中通过 1 项" in chinese and "Padding" not in chinese
+
+
+NOTES = ("《第7章 大模型之Adaptation》", "PEFT (Parameter-Efficient Fine-Tuning)", "Lecture6",
+         "《参数高效微调:Adapter、Prefix-tuning与LoRA》", "Parameter-Efficient Transfer Learning for NLP")
+VERDICTS = {"reproduce": "复现", "the opposite": "相反", "not significant": "不显著"}
+
+
+def map_rows(readme: str) -> list[list[str]]:
+    """The rows of the table that maps the notes' sections to the chapters (the table after the list of notes)."""
+    text = (ROOT / readme).read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line.count(" | ") == 3]
+    start = next(i for i, row in enumerate(rows) if "《第7章》 7.1" in row)
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows[start:]]
+
+
+def test_the_notes_map_is_the_same_in_english_and_chinese():
+    """README.md and README.zh.md map the same sections, row by row, to the same chapters, with the same numbers and
+    the same verdicts; every written chapter teaches some section, and the sections no chapter teaches yet point to a
+    planned one."""
+    en, zh = map_rows("README.md"), map_rows("README.zh.md")
+    assert len(en) == len(zh) >= 40
+    for readme in ("README.md", "README.zh.md"):
+        text = (ROOT / readme).read_text(encoding="utf-8")
+        assert all(title in text for title in NOTES), readme
+    for (e_section, e_where, e_what, e_found), (z_section, z_where, z_what, z_found) in zip(en, zh):
+        assert re.findall(r"\b\d\d\b", e_where) == re.findall(r"\b\d\d\b", z_where), (e_section, z_section)
+        assert ("planned" in e_where) == ("计划" in z_where), e_section
+        assert numbers(e_found) <= numbers(z_found), f"{e_section}: {numbers(e_found) - numbers(z_found)}"
+        for english, chinese in VERDICTS.items():
+            assert (f"**{english}" in e_found) == (chinese in z_found), (e_section, english)
+    taught = {n for _, where, _, _ in en for n in re.findall(r"\b(\d\d)\b", where)}
+    assert set(WRITTEN) <= taught
+    assert all(int(n) > 8 for _, where, _, _ in en if "planned" in where
+               for n in re.findall(r"chapter (\d\d)", where))
+
+
+def test_nothing_cites_the_notes_by_their_file_names():
+    """A student's clone has no shared/ folder: the notes are cited by their titles (the README's map says which)."""
+    pattern = re.compile(r"\bseeds?[ _/]?0\d\d|\bseeds/|shared/seeds|\b0\d\d_[0-9a-f]{16}\b")
+    files = [ROOT / "README.md", ROOT / "README.zh.md"] + [
+        f for folder in ("course", "exercises", "solutions", "docs", "lib", "tools")
+        for f in (ROOT / folder).rglob("*") if f.suffix in (".ipynb", ".md", ".py")]
+    assert len(files) > 50
+    cited = [f.relative_to(ROOT) for f in files if pattern.search(f.read_text(encoding="utf-8"))]
+    assert not cited, f"cite the notes by their own titles, not their files: {cited}"
