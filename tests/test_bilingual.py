@@ -99,16 +99,19 @@ def formulas(markdown: str) -> set[str]:
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_every_chapter_has_its_objectives_and_summary_in_chinese_in_step(path):
     """A 中文 cell (tagged zh) right after the English objectives (the first cell) and right after the English
-    summary (the last one); the Chinese says the same numbers and writes the same formulas, so that a changed English
-    cell fails here until its Chinese twin follows."""
+    summary with its check-your-understanding questions (the last one); the Chinese asks as many questions, says the
+    same numbers and writes the same formulas, so that a changed English cell fails here until its twin follows."""
     nb = cells(path)
     pairs = [(0, 1, "**中文 · 学习目标**"), (len(nb) - 2, len(nb) - 1, "**中文 · 小结**")]
     for en_at, zh_at, heading in pairs:
         english, chinese = nb[en_at], nb[zh_at]
         assert not is_zh(english) and english["cell_type"] == "markdown", f"{path.name}: cell {en_at} is not English"
         assert is_zh(chinese) and chinese["cell_type"] == "markdown", f"{path.name}: no 中文 cell after cell {en_at}"
-        en, zh = text(english).split("**Check your understanding.**")[0], text(chinese)
+        en, zh = text(english), text(chinese)
         assert zh.startswith(heading) and len(re.findall(r"[\u4e00-\u9fff]", zh)) > 100
+        questions = [re.findall(r"^\d\. ", part, re.M) for part in (en.partition("**Check your understanding.**")[2],
+                                                                    zh.partition("**检验你的理解。**")[2])]
+        assert questions[0] == questions[1], f"{path.name}: the check-your-understanding questions differ in number"
         assert numbers(en) <= numbers(zh), f"{path.name}: numbers missing in Chinese: {numbers(en) - numbers(zh)}"
         assert formulas(en) <= formulas(zh), f"{path.name}: formulas missing in Chinese: {formulas(en) - formulas(zh)}"
     assert text(nb[0]).startswith(f"# Chapter {path.stem[:2]}") and "**Objectives.**" in text(nb[0])
