@@ -52,6 +52,13 @@ padding | 填充 | 00 | | \bpadd(ing|ed)\b
 epoch | 轮次 (epoch) | 00 | | \bepochs?\b
 storage ledger | 存储账本 | 00 | N, P, f | storage ledger
 warm-up | 预热阶段 | 00 | t_i | warm-up
+reference run | 参考运行 | 00 | | reference runs?
+live run | 现场运行 | 00 | | \blive\b
+quick mode | 快速模式 | 00 | QUICK | quick mode
+random seed | 随机种子 | 00 | SEED | \bseeds?\b
+95 % interval | 95 % 置信区间 | 00 | | 95 %|\binterval\b
+paired comparison | 配对比较 | 01 | | \bpaired\b
+verdict (reproduces / the opposite / not significant at this scale) | 结论（复现 / 相反 / 在此规模下不显著） | 01 | | \bverdicts?\b
 majority class | 多数类 | 01 | | majority class
 adapter | 适配器 | 01 | | \badapters?\b
 bottleneck adapter | 瓶颈适配器 | 01 | | bottleneck adapter
@@ -134,7 +141,7 @@ client | 客户端 | 06 | | \bclients?\b
 server | 服务器 | 06 | | \bserver\b
 federated averaging (FedAvg) | 联邦平均 | 06 | | FedAvg
 communication cost | 通信开销 | 06 | | communication|numbers? (each client )?sen[dt]
-personalisation (pFedPara) | 个性化 | 06 | W_1 ⊙ (W_2 + 1) | personali
+personalisation (pFedPara) | 个性化 | 06 | W_1 ⊙ (W_2 + 1) | personali|pFedPara
 IA3 (infused adapter by inhibiting and amplifying inner activations) | IA3（抑制与放大内部激活） | 07 | l_k, l_v, l_ff | \bIA3\b|\(IA\)
 scaling vector | 缩放向量 | 07 | l | scaling vector
 BitFit (bias-only fine-tuning) | BitFit（仅偏置微调） | 07 | | BitFit
