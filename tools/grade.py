@@ -3,6 +3,7 @@
     make grade SUBMISSIONS=folder [CHAPTER=00_adaptation]
     python tools/grade.py folder [--chapter 00_adaptation | --autograder x.zip] [--out build/grades]
                                  [--cell-timeout 120] [--test-timeout 30] [--budget 900] [--jobs 1] [--full]
+                                 [--lang en | zh]
 
 Where the submissions are (the student's name comes from the file or folder name):
 
@@ -18,11 +19,12 @@ start with = + - @) get a leading apostrophe: a student names their own file.
 
 Writes build/grades/<chapter>/gradebook.csv (student, one column of points per question, total, possible, status,
 reason, file, graded, autograder) and build/grades/<chapter>/feedback/<student>.md (score, public-test hints, hidden
-tests as counts only). Grading again into the same folder (one late student, a fixed test) replaces those students'
-rows and keeps every other row; history.csv next to it keeps every grading (when, by whom, which file and its SHA-256,
-which autograder version). A row graded with an older autograder version is named in a warning. summary.md: the
-batch's statistics per question (mean, full / partial / no points, the public hints failed most often) and the
-submissions that look copied (tools/class_report.py says how they are found).
+tests as counts only; in Chinese with --lang zh or MINIPEFT_LANG=zh). Grading again into the same folder (one late
+student, a fixed test) replaces those students' rows and keeps every other row; history.csv next to it keeps every
+grading (when, by whom, which file and its SHA-256, which autograder version). A row graded with an older
+autograder version is named in a warning. summary.md: the batch's statistics per question (mean, full / partial /
+no points, the public hints failed most often) and the submissions that look copied (tools/class_report.py says how
+they are found).
 Status: ok | errors (some cells raised or timed out, or a test was stopped; every question still graded) | timeout
 (over --budget: the questions checked by then keep their points) | crashed (the kernel died: same) | unreadable |
 wrong-assignment | missing | collision | suspicious (the grading guard saw tampering: the reason says what; the
@@ -434,12 +436,15 @@ def find_submissions(folder: Path, chapter: str, chapters: list[str], single: bo
 def feedback(student: str, grade: Grade, ag: Autograder) -> str:
     """The student's report: score, problems, public-test hints. Hidden tests appear only as counts."""
     from minipeft.lab.exercises import what_failed  # the same reading of a failure as the notebook's feedback
+    from minipeft.lab.lang import hint, say  # the student's language: --lang or MINIPEFT_LANG, English by default
 
     total, possible = sum(grade.score(q) for q in ag.points), sum(ag.points.values())
-    lines = [f"# {ag.name}: feedback for {student}", "", f"**Score: {total:g} / {possible:g}**"
-             + ("" if grade.status == "ok" else f" (status: {grade.status})")]
+    lines = [say(f"# {ag.name}: feedback for {student}", f"# {ag.name}：{student} 的反馈"), "",
+             say(f"**Score: {total:g} / {possible:g}**", f"**得分：{total:g} / {possible:g}**")
+             + ("" if grade.status == "ok" else say(f" (status: {grade.status})", f"（状态：{grade.status}）"))]
     if grade.problems:
-        lines += ["", "Problems while grading your notebook:"] + [f"- {p}" for p in grade.problems]
+        lines += ["", say("Problems while grading your notebook:", "评分时你的 notebook 出现的问题：")]
+        lines += [f"- {p}" for p in grade.problems]
     for question, points in ag.points.items():
         lines += ["", f"## {question}: {grade.score(question):g} / {points:g}", ""]
         result = grade.questions.get(question)
@@ -450,19 +455,23 @@ def feedback(student: str, grade: Grade, ag: Autograder) -> str:
         hidden = [c for c in result["cases"] if c["hidden"]]
         for i, case in enumerate(public, 1):
             if case["passed"]:
-                lines.append(f"- public test {i}: passed")
+                lines.append(say(f"- public test {i}: passed", f"- 公开测试 {i}：通过"))
                 continue
             failed, error = what_failed(case["output"] or "")
-            lines.append(f"- public test {i}: **failed**. {case['hint'] or ''}".rstrip())
+            message = hint(case["hint"] or "")
+            lines.append(say(f"- public test {i}: **failed**. {message}", f"- 公开测试 {i}：**未通过**。{message}")
+                         .rstrip())
             if failed or error:
                 error = shorten(error, 300)
-                lines.append(f"  `{failed}` gave `{error}`" if failed else f"  `{error}`")
+                lines.append(f"  `{failed}` {say('gave', '得到')} `{error}`" if failed else f"  `{error}`")
         if hidden:
             passed, stopped = sum(c["passed"] for c in hidden), sum(bool(c.get("stopped")) for c in hidden)
-            lines.append(f"- hidden tests: {passed} of {len(hidden)} passed"
-                         + ("" if passed == len(hidden) else " (they try other inputs than the public tests)")
-                         + (f"; {stopped} of them ran too long and {'was' if stopped == 1 else 'were'} stopped"
-                            if stopped else ""))
+            lines.append(say(f"- hidden tests: {passed} of {len(hidden)} passed",
+                             f"- 隐藏测试：{len(hidden)} 项中通过 {passed} 项")
+                         + ("" if passed == len(hidden) else say(" (they try other inputs than the public tests)",
+                                                                 "（它们使用与公开测试不同的输入）"))
+                         + (say(f"; {stopped} of them ran too long and {'was' if stopped == 1 else 'were'} stopped",
+                                f"；其中 {stopped} 项运行时间过长，已被中止") if stopped else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -619,9 +628,15 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=900, help="seconds per notebook before grading stops")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time")
     parser.add_argument("--full", action="store_true", help="grade in default mode, not quick mode")
+    parser.add_argument("--lang", choices=("en", "zh"), help="the feedback files' language (default: MINIPEFT_LANG, "
+                                                                 "else English): hints and fixed lines in Chinese with zh")
     parser.add_argument("--roster", type=Path, help="a CSV with id, name, email (tools/roster.py): students by id, a "
                                                       "row for everyone, Canvas and Moodle exports")
     args = parser.parse_args(argv)
+    if args.lang:
+        from minipeft.lab.lang import set_language
+
+        set_language(args.lang)
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder of submissions")
     limits = dict(cell_timeout=args.cell_timeout, test_timeout=args.test_timeout, budget=args.budget,

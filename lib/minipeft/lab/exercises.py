@@ -17,6 +17,9 @@ with the same tests). Two things are added:
   nothing ... Traceback ..."), which buries the hint. `check` returns the same result, shown as one line per failed
   check: its hint first, then the failing line and the error in a few words.
 
+**Language.** Hints and the lines around them are in English, or in Chinese with MINIPEFT_LANG=zh or
+`grader(chapter, lang="zh")` (lang.py; the Chinese twins of the hints are in hints_zh.py).
+
 `sealed(value)` is how a public check tests a predicted number without printing it: the test compares fingerprints,
 so neither the failure output nor the notebook's metadata shows the expected value (hidden tests check it plainly).
 """
@@ -30,6 +33,8 @@ import re
 import sys
 import warnings
 from pathlib import Path
+
+from .lang import hint, say, set_language
 
 COURSE_EXERCISES = Path(__file__).resolve().parents[3] / "exercises"  # lib/minipeft/lab/ -> the course's exercises/
 
@@ -96,27 +101,33 @@ class Feedback:
     def failures(self) -> list[tuple[int, str, str, str]]:
         """(check number, hint, failing line, error) for each failed public check, in order."""
         public = [r for r in self.result.test_case_results if not r.test_case.hidden]
-        return [(i, (r.test_case.failure_message or "").strip(), *what_failed(r.message or ""))
+        return [(i, hint((r.test_case.failure_message or "").strip()), *what_failed(r.message or ""))
                 for i, r in enumerate(public, 1) if not r.passed]
 
     def lines(self) -> list[str]:
         public = [r for r in self.result.test_case_results if not r.test_case.hidden]
         hidden = [r for r in self.result.test_case_results if r.test_case.hidden]  # only in a teacher's copy
         hidden_failed = sum(not r.passed for r in hidden)
-        tail = [f"✗ {hidden_failed} of {len(hidden)} hidden checks fail"] if hidden_failed else []
+        tail = [say(f"✗ {hidden_failed} of {len(hidden)} hidden checks fail",
+                    f"✗ {len(hidden)} 项隐藏检查中有 {hidden_failed} 项未通过")] if hidden_failed else []
         failed = self.failures()
         if not failed:
-            more = (f" (and {len(hidden) - hidden_failed} of {len(hidden)} hidden ones)" if hidden else
-                    " (your teacher's grading adds hidden checks: make the code right, not just passing)")
-            return [f"{self.result.name}: all {len(public)} public checks pass ✓{more}"] + tail
-        lines = [f"{self.result.name}: {len(public) - len(failed)} of {len(public)} public checks pass."]
+            more = (say(f" (and {len(hidden) - hidden_failed} of {len(hidden)} hidden ones)",
+                        f"（隐藏检查 {len(hidden)} 项中通过 {len(hidden) - hidden_failed} 项）") if hidden else
+                    say(" (your teacher's grading adds hidden checks: make the code right, not just passing)",
+                        "（老师评分时还有隐藏检查：要让代码真正正确，而不只是通过检查）"))
+            return [say(f"{self.result.name}: all {len(public)} public checks pass ✓{more}",
+                        f"{self.result.name}：全部 {len(public)} 项公开检查通过 ✓{more}")] + tail
+        lines = [say(f"{self.result.name}: {len(public) - len(failed)} of {len(public)} public checks pass.",
+                     f"{self.result.name}：{len(public)} 项公开检查中通过 {len(public) - len(failed)} 项。")]
         seen = {}  # error -> the first check that raised it: one broken line fails several checks
-        for i, hint, failed_line, error in failed:
+        for i, message, failed_line, error in failed:
             if error and not error.startswith("AssertionError") and error in seen:
-                lines.append(f"✗ check {i}: the same error as check {seen[error]}: fix that first.")
+                lines.append(say(f"✗ check {i}: the same error as check {seen[error]}: fix that first.",
+                                 f"✗ 检查 {i}：与检查 {seen[error]} 的错误相同，请先修正那一处。"))
                 continue
             seen.setdefault(error, i)
-            lines += _line(i, hint, failed_line, error)
+            lines += _line(i, message, failed_line, error)
         return lines + tail
 
     def __repr__(self) -> str:
@@ -176,13 +187,17 @@ def _exception(traceback: list[str]) -> str:
     return " ".join(line.strip() for line in rest[first:]) if first is not None else traceback[-1].strip()
 
 
-def _line(i: int, hint: str, failed: str, error: str) -> list[str]:
+def _line(i: int, message: str, failed: str, error: str) -> list[str]:
     missing = re.match(r"NameError: name '(\w+)' is not defined", error)
     if missing:  # not the mistake the hint names: the answer was never run (or is spelled differently)
-        return [f"✗ check {i}: `{missing.group(1)}` is not defined: run the cell with your answer first "
-                "(and check that the name is spelled as in the question)."]
-    what = f"`{failed[:160]}` gave {error[:200]}" if failed and error else (f"`{failed[:160]}`" if failed else error)
-    return [f"✗ check {i}: {hint or '(no hint)'}"] + ([f"    {what}"] if what else [])
+        return [say(f"✗ check {i}: `{missing.group(1)}` is not defined: run the cell with your answer first "
+                    "(and check that the name is spelled as in the question).",
+                    f"✗ 检查 {i}：`{missing.group(1)}` 未定义：请先运行写有你答案的单元格"
+                    "（并检查名字是否与题目中的拼写一致）。")]
+    gave = say("gave", "得到")
+    what = f"`{failed[:160]}` {gave} {error[:200]}" if failed and error else (f"`{failed[:160]}`" if failed else error)
+    first = say(f"✗ check {i}: {message or '(no hint)'}", f"✗ 检查 {i}：{message or '（无提示）'}")
+    return [first] + ([f"    {what}"] if what else [])
 
 
 class Summary:
@@ -226,8 +241,11 @@ class Grader:
         return getattr(self._notebook, name)
 
 
-def grader(chapter: str) -> Grader:
-    """The checks of exercise `chapter` ("03_prefix"), wherever its notebook was opened."""
+def grader(chapter: str, lang: str | None = None) -> Grader:
+    """The checks of exercise `chapter` ("03_prefix"), wherever its notebook was opened; `lang="zh"` shows their
+    hints in Chinese (the same as MINIPEFT_LANG=zh; None keeps the current setting, English by default)."""
+    if lang is not None:
+        set_language(lang)
     with warnings.catch_warnings():  # otter's and nbformat's own warnings (traitlets deprecations, missing cell
         warnings.simplefilter("ignore")  # ids): not the student's business
         import otter
