@@ -30,13 +30,13 @@ def is_zh(cell: dict) -> bool:
 
 def english_prose(path: Path) -> str:
     """What a chapter says in English, as prose that uses terms: its markdown cells without the Chinese ones, fenced
-    diagrams, the **Follows.** citations (a paper's title is not a use of its terms) and the check-your-understanding
-    questions (they look ahead on purpose)."""
+    diagrams, the **Follows.** citations and titles in 《》 (a title is not a use of its terms) and the
+    check-your-understanding questions (they look ahead on purpose)."""
     parts = []
     for cell in cells(path):
         if cell["cell_type"] != "markdown" or is_zh(cell):
             continue
-        body = re.sub(r"```.*?```", " ", text(cell), flags=re.S)
+        body = re.sub(r"```.*?```|《[^》]*》", " ", text(cell), flags=re.S)
         body = re.split(r"\*\*Follows\.\*\*|\*\*Check your understanding\.\*\*", body)[0]
         parts.append(body)
     return "\n\n".join(parts)
@@ -247,3 +247,26 @@ def test_nothing_cites_the_notes_by_their_file_names():
     assert len(files) > 50
     cited = [f.relative_to(ROOT) for f in files if pattern.search(f.read_text(encoding="utf-8"))]
     assert not cited, f"cite the notes by their own titles, not their files: {cited}"
+
+
+def correction_rows(readme: str) -> list[list[str]]:
+    """The rows of the 'where the notes are wrong' table: the notes | the paper | chapter."""
+    text = (ROOT / readme).read_text(encoding="utf-8")
+    return [[c.strip() for c in line.strip("|").split(" | ")] for line in text.splitlines()
+            if line.startswith("| ") and line.count(" | ") == 2 and re.search(r"\| \d\d §\d+ \|$", line)]
+
+
+def test_every_error_of_the_notes_is_corrected_in_its_chapter_and_listed_in_both_readmes():
+    """Each row of the table names a chapter and section; that chapter has a 'The notes say / the paper says' box
+    (a markdown cell tagged notes-correction) for each of its rows, and the Chinese table has the same rows."""
+    en, zh = correction_rows("README.md"), correction_rows("README.zh.md")
+    assert len(en) == len(zh) >= 10 and [r[2] for r in en] == [r[2] for r in zh]
+    per_chapter: dict[str, int] = {}
+    for _, _, where in en:
+        per_chapter[where[:2]] = per_chapter.get(where[:2], 0) + 1
+    for chapter, count in per_chapter.items():
+        path = next((ROOT / "course").glob(f"{chapter}_*.ipynb"))
+        boxes = [text(c) for c in cells(path) if "notes-correction" in c.get("metadata", {}).get("tags", [])]
+        assert all(b.startswith("> **The notes say / the paper says.**") for b in boxes), path.name
+        # "prompt tuning v2" shares chapter 04's P-tuning box
+        assert len(boxes) == count - (chapter == "04"), (path.name, len(boxes), count)
