@@ -3,6 +3,7 @@
     layers.py      PeftLayer (a wrapper) · LinearDeltaLayer (ΔW drives merge) · ParallelFFNLayer (beside an FFN)
     config.py      PeftConfig: targets, modules_to_save, the hooks inject calls, the save/load registry
     targets.py     target matching (peft's syntax), default targets, the backbone inside a wrapper
+    arch.py        recognising a model's structure (q/k/v/o, the FFN) for default targets on any architecture
     inject.py      inject -> freeze; merge; which parameters are PEFT parameters
     checks.py      validators with clear messages, require_linear, the q/v target table, peft config skeletons
     params.py      the parameter counter
@@ -10,6 +11,7 @@
     interop.py     export_peft (Hugging Face peft's format)
 """
 
+from .arch import recognise
 from .checkpoint import load_adapter, save_adapter
 from .config import PeftConfig
 from .inject import inject, mark_trainable, merge, peft_layers, peft_parameter_names

@@ -31,7 +31,10 @@ class PeftConfig:
     modules_to_save: list[str] = field(default_factory=list)  # extra modules trained in full, e.g. ["head"]
 
     method: ClassVar[str] = "base"  # short name, used in saved adapters and error messages
-    # default targets per model_type (config.model_type of the backbone); methods override
+    # default targets: the parts of every Transformer block the method wraps, found in any model by recognising its
+    # structure (core/arch.py): q k v qkv o ffn_in ffn_out ffn_block attention (q/k/v become a fused qkv where a
+    # model has one). DEFAULT_TARGETS pins other names for a model_type (IA3 on BERT: peft's own choice).
+    ROLES: ClassVar[tuple[str, ...]] = ()
     DEFAULT_TARGETS: ClassVar[dict[str, str | list[str]]] = {}  # a value may also be one regex string
     uses_targets: ClassVar[bool] = True  # False for methods that wrap nothing (prompt tuning, BitFit)
 
@@ -76,6 +79,11 @@ class PeftConfig:
             bad = [name for name, value in self.to_dict().items() if not _json_ok(value)]
             raise TypeError(f"{type(self).__name__} cannot be saved: field(s) {bad} hold values JSON cannot store "
                             f"({err}). Use plain numbers, strings and lists.") from None
+
+    def restrict_defaults(self, names: list[str]) -> list[str]:
+        """The default target modules (full names) this config keeps: all of them, unless a method restricts
+        them (AdapterConfig(layers=[...]) keeps those layers')."""
+        return names
 
     # -- what a method implements
     def validate(self) -> None:

@@ -88,7 +88,7 @@ class LoRAConfig(PeftConfig):
     use_rslora: bool = False  # rsLoRA: scale alpha / √r instead of alpha / r (better for large r)
 
     method: ClassVar[str] = "lora"
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = QUERY_VALUE  # W_q and W_v, as in the paper (§4.2, §7.1)
+    ROLES: ClassVar[tuple[str, ...]] = QUERY_VALUE  # W_q and W_v, as in the paper (§4.2, §7.1)
 
     def validate(self) -> None:
         check_int(self.r, "LoRA rank r", "r=8")

@@ -71,7 +71,18 @@ def check_prompt_target(backbone: nn.Module) -> None:
     if hasattr(backbone, "prompt_encoder"):
         raise ValueError("This model already has a soft prompt (prompt tuning or P-tuning): start from a fresh model.")
     if getattr(backbone.config, "is_encoder_decoder", False):
-        raise TypeError("Soft prompts are implemented for encoder-only and decoder-only models, not encoder-decoders.")
+        raise TypeError(
+            f"Soft prompts are implemented for encoder-only and decoder-only models, not encoder-decoders such as this "
+            f"{type(backbone).__name__}: there the prompt must enter the ENCODER's input while the decoder's "
+            "cross-attention mask grows by the same n columns, and generate() calls the encoder on its own, which "
+            "this hook on the whole model does not see. Use LoRA or IA3 on an encoder-decoder (or peft's prompt "
+            "tuning, task_type='SEQ_2_SEQ_LM').")
+    embeddings = backbone.get_input_embeddings()
+    if not isinstance(embeddings, nn.Embedding):
+        raise TypeError(f"A soft prompt is n learned rows in front of the token embeddings, but this "
+                        f"{type(backbone).__name__} reads {type(embeddings).__name__} (e.g. image patches), not a "
+                        "table of token embeddings: there are no tokens to put a prompt in front of. Use LoRA, IA3 "
+                        "or adapters on this model.")
 
 
 def peft_prompt_config(model: nn.Module, config: PeftConfig, peft_type: str, **extra) -> dict:
