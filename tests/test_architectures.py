@@ -122,15 +122,15 @@ ENC_DEC = ("t5", "mt5", "bart")
 NO_BIAS = ("t5", "mt5", "llama", "mistral", "qwen3", "gemma", "gemma2", "phi3")
 NO_FFN_MODULE = ("bart", "opt")
 PREFIX_UNSUPPORTED = ("distilbert", "deberta-v2", "mpnet", "gpt2", "gpt-neox", "opt", "vit", *ENC_DEC)
-# the combinations that are refused at inject, with the error and the words that say why
-COVERAGE: dict[tuple[str, str], tuple[type, str]] = {
-    **{("bitfit", f): (ValueError, "no bias parameters") for f in NO_BIAS},
-    **{(m, f): (ValueError, r"no FFN module.*FFN layers directly in the block") for m in ("parallel", "kronab")
-       for f in NO_FFN_MODULE},
-    **{(m, f): (TypeError, "not encoder-decoders.*cross-attention mask") for m in ("prompt", "ptuning", "mpt")
-       for f in ENC_DEC},
-    **{(m, "vit"): (TypeError, "not a table of token embeddings") for m in ("prompt", "ptuning", "mpt")},
-    **{("prefix", f): (TypeError, "Prefix tuning supports.*Why: prefix tuning recomputes attention")
+# the combinations that are refused at inject: the error, the words that say why, the reason in docs/peft.md
+COVERAGE: dict[tuple[str, str], tuple[type, str, str]] = {
+    **{("bitfit", f): (ValueError, "no bias parameters", "no biases") for f in NO_BIAS},
+    **{(m, f): (ValueError, r"no FFN module.*FFN layers directly in the block", "no FFN module")
+       for m in ("parallel", "kronab") for f in NO_FFN_MODULE},
+    **{(m, f): (TypeError, "not encoder-decoders.*cross-attention mask", "encoder-decoder")
+       for m in ("prompt", "ptuning", "mpt") for f in ENC_DEC},
+    **{(m, "vit"): (TypeError, "not a table of token embeddings", "no tokens") for m in ("prompt", "ptuning", "mpt")},
+    **{("prefix", f): (TypeError, "Prefix tuning supports.*Why: prefix tuning recomputes attention", "attention")
        for f in PREFIX_UNSUPPORTED},
 }
 # where peft has the method but cannot load this model's adapter: the export says why
@@ -214,7 +214,7 @@ def test_every_method_on_every_family(method, family, tmp_path):
 
 @pytest.mark.parametrize("method, family", REFUSED)
 def test_an_unsupported_combination_is_refused_with_the_reason(method, family):
-    error, why = COVERAGE[(method, family)]
+    error, why, _ = COVERAGE[(method, family)]
     model = tiny(family)
     with pytest.raises(error, match=why):
         mp.inject(model, copy.deepcopy(METHODS[method][0]))
@@ -249,3 +249,56 @@ def test_a_model_without_blocks_says_what_it_was_recognised_as():
     with pytest.raises(ValueError, match=r"query projection \+ value projection.*recognised as: encoder, no "
                                          r"attention projections recognised"):
         mp.inject(model, mp.LoRAConfig())
+
+
+# --------------------------------------------------------------------------------------------- the docs
+def coverage_table() -> str:
+    """docs/peft.md's table: ✓ (= peft where export_peft gives peft's outputs) or the reason a case is refused."""
+    def cell(method, family):
+        if (method, family) in COVERAGE:
+            return "✗ " + COVERAGE[(method, family)][2]
+        in_peft = METHODS[method][3] and (method, family) not in EXPORT_REFUSED
+        return "✓ = peft" if in_peft else "✓"
+    rows = ["| family | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
+    rows += [f"| {f} | " + " | ".join(cell(m, f) for m in METHODS) + " |" for f in FAMILIES]
+    return "\n".join(rows)
+
+
+def names_table() -> str:
+    """docs/peft.md's table of peft's field names and minipeft's."""
+    from minipeft.core.config import PEFT_NAMES, PEFT_ONLY
+
+    rows = ["| peft | minipeft |", "|---|---|"]
+    for peft_name, ours in PEFT_NAMES.items():
+        ours = (", ".join(f"`{f}` ({m})" for m, f in ours.items()) if isinstance(ours, dict) else f"`{ours}`")
+        rows.append(f"| `{peft_name}` | {ours} |")
+    rows += [f"| `{peft_name}` | none: {why} |" for peft_name, why in PEFT_ONLY.items()]
+    return "\n".join(rows)
+
+
+def test_the_docs_show_the_tables_the_code_has():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "peft.md").read_text()
+    assert coverage_table() in text, "regenerate docs/peft.md's coverage table: tests/test_architectures.py"
+    assert names_table() in text, "regenerate docs/peft.md's names table: tests/test_architectures.py"
+
+
+@pytest.mark.parametrize("config, peft_name, ours", [
+    (mp.LoRAConfig, "lora_alpha", "alpha"), (mp.LoRAConfig, "target_modules", "targets"),
+    (mp.LoRAConfig, "lora_dropout", "dropout"), (mp.AdaLoRAConfig, "total_step", "total_steps"),
+    (mp.AdaLoRAConfig, "deltaT", "delta_t"), (mp.IA3Config, "feedforward_modules", "feedforward"),
+    (mp.PromptConfig, "num_virtual_tokens", "length"), (mp.PromptConfig, "prompt_tuning_init", "init"),
+    (mp.PTuningConfig, "encoder_hidden_size", "hidden"), (mp.PrefixConfig, "encoder_hidden_size", "projection_hidden"),
+    (mp.MPTConfig, "num_tasks", "tasks"),
+])
+def test_a_peft_field_name_gets_an_error_naming_the_minipeft_field(config, peft_name, ours):
+    with pytest.raises(TypeError, match=f"'{peft_name}' is peft's name: minipeft calls it '{ours}'"):
+        config(**{peft_name: 1})
+
+
+def test_other_unknown_fields_are_explained():
+    with pytest.raises(TypeError, match="'task_type' is a peft field: minipeft needs no task type"):
+        mp.LoRAConfig(task_type="CAUSAL_LM")
+    with pytest.raises(TypeError, match=r"'rr' is not a field \(did you mean 'r'\?\)"):
+        mp.LoRAConfig(rr=4)

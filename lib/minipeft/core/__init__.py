@@ -9,12 +9,14 @@
     params.py      the parameter counter
     checkpoint.py  save_adapter / load_adapter (minipeft's own format)
     interop.py     export_peft (Hugging Face peft's format)
+    frompeft.py    import_peft: an adapter saved by peft, as minipeft configs
 """
 
 from .arch import recognise
 from .checkpoint import load_adapter, save_adapter
 from .config import PeftConfig
 from .inject import inject, mark_trainable, merge, peft_layers, peft_parameter_names
+from .frompeft import import_peft
 from .interop import export_peft
 from .layers import LinearDeltaLayer, ParallelFFNLayer, PeftLayer, PeftModule
 from .params import print_trainable_parameters, summary, trainable_parameters
