@@ -302,3 +302,14 @@ def test_other_unknown_fields_are_explained():
         mp.LoRAConfig(task_type="CAUSAL_LM")
     with pytest.raises(TypeError, match=r"'rr' is not a field \(did you mean 'r'\?\)"):
         mp.LoRAConfig(rr=4)
+
+
+def test_recognition_sees_through_layers_another_method_added():
+    """Defaults of a second method on a model that already carries one (MAM: prefix + parallel adapters): the first
+    method's wrappers keep the names a target uses, and its own layers (an adapter's down / up) are not the model's."""
+    model = mp.inject(tiny("bert"), mp.AdapterConfig(kind="parallel", bottleneck=4))
+    assert str(recognise(model)) == RECOGNISED["bert"]
+    model = mp.inject(tiny("llama"), mp.PrefixConfig(length=2))
+    assert str(recognise(model)) == RECOGNISED["llama"]
+    mp.inject(model, mp.AdapterConfig(kind="parallel", bottleneck=4))
+    assert len(mp.peft_layers(model)) == 4                         # 2 prefix attentions + 2 parallel adapters

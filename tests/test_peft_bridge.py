@@ -179,3 +179,13 @@ def test_import_refusals(tmp_path):
         mp.import_peft(mp.tiny_encoder(), tmp_path)
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
         mp.import_peft(mp.tiny_encoder(), tmp_path / "nothing")
+
+
+def test_an_adapter_for_another_model_changes_nothing(tmp_path):
+    mp.export_peft(mp.inject(mp.tiny_decoder(), mp.LoRAConfig(r=2)), tmp_path)
+    other = mp.tiny_decoder(hidden_size=48, num_attention_heads=4)
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    with pytest.raises(ValueError, match="different base model"):
+        mp.import_peft(other, tmp_path)
+    assert not mp.peft_layers(other) and not hasattr(other, "minipeft_configs")
+    assert all(torch.equal(v, before[k]) for k, v in other.state_dict().items())

@@ -32,18 +32,11 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from .checks import is_linear as _is_linear, linear_shape as _shape
+from .layers import PeftModule
+
 ROLE_NAMES = {"q": ("q", "query"), "k": ("k", "key"), "v": ("v", "value")}  # after dropping _proj / _lin
 ROLES = ("q", "k", "v", "qkv", "o", "ffn_in", "ffn_out", "ffn_block", "attention")
-
-
-def _is_linear(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
-
-
-def _shape(module: nn.Module) -> tuple[int, int]:
-    """(d_out, d_in) of an nn.Linear or GPT-2's Conv1D (weight stored (in, out))."""
-    w = module.weight
-    return (w.shape[1], w.shape[0]) if type(module).__name__ == "Conv1D" else (w.shape[0], w.shape[1])
 
 
 def _role_by_name(leaf: str) -> str | None:
@@ -61,6 +54,7 @@ class Architecture:
     gated: bool = False                          # a gated FFN (Llama's gate_proj, T5 v1.1's wi_0, Phi-3's gate_up)
     ffn_form: str = ""                           # "one module" | "split" (BERT) | "" (linears directly in the block)
     notes: list[str] = field(default_factory=list)              # the description's parts
+    shapes: dict[str, tuple[int, int]] = field(default_factory=dict)  # (d_out, d_in) of every linear layer found
 
     def __str__(self) -> str:
         return ", ".join([self.kind, *self.notes])
@@ -135,9 +129,13 @@ def recognise(model: nn.Module) -> Architecture:
             if not rel or not _is_linear(module):
                 continue
             path = rel.split(".")
-            owners = [type(modules[".".join([block, *path[:i]])]).__name__ for i in range(1, len(path))]
+            ancestors = [modules[".".join([block, *path[:i]])] for i in range(1, len(path))]
+            if any(isinstance(a, PeftModule) and path[i + 1] != "base_layer" for i, a in enumerate(ancestors)):
+                continue                                   # a PEFT method's own layers (an adapter's down / up)
+            owners = [type(a).__name__ for a in ancestors]
             # a module another method wrapped (LoRA's query.base_layer) keeps the name a target uses: query
             rel = rel.replace(".base_layer", "")
+            arch.shapes[f"{block}.{rel}"] = _shape(module)
             (attention if any("Attention" in o for o in owners) else ffn).append((rel, module))
         d = None
         for rel, module in attention:
@@ -179,7 +177,7 @@ def recognise(model: nn.Module) -> Architecture:
                 names["ffn_block"].append(f"{block}.{half}")
                 arch.ffn_form = "split"
     arch.names = {role: found for role, found in names.items() if found}
-    arch.notes = _describe(arch, modules)
+    arch.notes = _describe(arch)
     return arch
 
 
@@ -193,12 +191,12 @@ def _common_prefix(rels: list[str]) -> str:
     return ".".join(common)
 
 
-def _describe(arch: Architecture, modules: dict[str, nn.Module]) -> list[str]:
+def _describe(arch: Architecture) -> list[str]:
     n = arch.names
     if n.get("qkv"):
         notes = [f"fused qkv ({n['qkv'][0].rsplit('.', 1)[-1]})"]
     elif n.get("q") and n.get("k"):
-        gqa = _shape(modules[n["k"][0]])[0] < _shape(modules[n["q"][0]])[0]
+        gqa = arch.shapes[n["k"][0]][0] < arch.shapes[n["q"][0]][0]
         notes = ["separate q/k/v" + (" (grouped-query)" if gqa else "")]
     else:
         return ["no attention projections recognised"]

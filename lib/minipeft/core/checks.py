@@ -1,5 +1,5 @@
 """What every method file would otherwise repeat: hyper-parameter validators with the course's clear messages,
-the checks on what a method may wrap, the default target table most ΔW methods share, and the skeleton of a
+the checks on what a method may wrap, the default roles most methods share (core/arch.py), and the skeleton of a
 Hugging Face peft adapter config. A method file keeps what its paper says; the boilerplate lives here.
 """
 

@@ -23,7 +23,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from .checkpoint import meta_copy
 from .inject import inject
+from .interop import tied_partners
 from .targets import find_backbone, resolve_targets
 
 TUNER = "base_model.model."          # peft's prefix for a tuner's tensors and modules_to_save
@@ -46,8 +48,10 @@ def import_peft(model: nn.Module, directory: str | Path) -> nn.Module:
                          f"{', '.join(sorted(IMPORTERS))}.")
     _refuse_options(cfg)
     saved = {k: v for k, v in state.items() if _is_saved_module(k, cfg)}
-    IMPORTERS[kind](model, cfg, {k: v for k, v in state.items() if k not in saved})
-    _load_modules_to_save(model, cfg, saved)
+    with torch.random.fork_rng():      # first on a shape-only copy: an adapter that does not fit changes nothing
+        for target in (meta_copy(model), model):
+            IMPORTERS[kind](target, cfg, {k: v for k, v in state.items() if k not in saved})
+            _load_modules_to_save(target, cfg, saved)
     return model
 
 
@@ -82,11 +86,13 @@ def _load_modules_to_save(model: nn.Module, cfg: dict, saved: dict[str, torch.Te
                              f"parameter {name!r}: was it saved from a different base model?")
         found[name] = tensor
     modules = sorted({name.rsplit(".", 1)[0] for name in found})
+    shared = {id(p) for partner in tied_partners(model, modules)
+              for p in model.get_submodule(partner).parameters(recurse=False)}
     with torch.no_grad():
         for name, tensor in found.items():
             module_name, _, pname = name.rpartition(".")
             module = model.get_submodule(module_name)
-            if _tied_elsewhere(model, params[name], modules):
+            if id(params[name]) in shared:
                 # peft copied only this module (a tied lm_head): its input embeddings kept the base values, so
                 # untie here too, or loading the head would change the embeddings as well
                 setattr(module, pname, nn.Parameter(tensor.clone().to(params[name].device, params[name].dtype)))
@@ -98,14 +104,6 @@ def _load_modules_to_save(model: nn.Module, cfg: dict, saved: dict[str, torch.Te
 
     model.minipeft_modules_to_save = sorted(set(model.minipeft_modules_to_save) | set(modules))
     mark_trainable(model)
-
-
-def _tied_elsewhere(model: nn.Module, param: nn.Parameter, saved: list[str]) -> bool:
-    """Does a module outside ``saved`` hold ``param`` too (tied weights)?"""
-    inside = tuple(f"{n}." for n in saved)
-    return any(p is param for name, module in model.named_modules(remove_duplicate=False)
-               if name and name not in saved and not name.startswith(inside)
-               for p in module.parameters(recurse=False))
 
 
 def _modules(state: dict[str, torch.Tensor], tensor: str) -> list[str]:
