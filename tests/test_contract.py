@@ -227,11 +227,12 @@ def test_bad_input_raises_and_changes_nothing(name, arch, kwargs, error, match):
     assert_inject_refused(MODELS[arch](), method.config(**{**method.kwargs, **kwargs}), error, match)
 
 
-@pytest.mark.parametrize("name, arch, match", [("prefix", "gpt2", "bert, llama"), ("bitfit", "llama", "no bias")])
-def test_an_architecture_the_method_does_not_support(name, arch, match):
+@pytest.mark.parametrize("name, arch, error, match", [("prefix", "gpt2", TypeError, "GPT2Attention.*Why"),
+                                                      ("bitfit", "llama", ValueError, "no bias")])
+def test_an_architecture_the_method_does_not_support(name, arch, error, match):
     assert arch not in METHODS[name].archs
     method = METHODS[name]
-    assert_inject_refused(MODELS[arch](), method.config(**method.kwargs), ValueError, match)
+    assert_inject_refused(MODELS[arch](), method.config(**method.kwargs), error, match)
 
 
 # --------------------------------------------------------------------------------------------- peft

@@ -22,9 +22,9 @@ import os
 # `make` sets it for every kernel and test. The numbers computed do not change.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .core import (LinearDeltaLayer, ParallelFFNLayer, PeftConfig, PeftLayer, PeftModule, export_peft, inject,
-                   load_adapter, merge, peft_layers, print_trainable_parameters, save_adapter, summary,
-                   trainable_parameters)
+from .core import (LinearDeltaLayer, ParallelFFNLayer, PeftConfig, PeftLayer, PeftModule, export_peft, import_peft,
+                   inject, load_adapter, merge, peft_layers, print_trainable_parameters, recognise, save_adapter,
+                   summary, trainable_parameters)
 from .lab import backbones, chapter, data, exercises, quick_mode, train
 from .lab.backbones import MissingAssetError, load_decoder, load_encoder, tiny_decoder, tiny_encoder, tiny_gpt2
 from .methods.adalora import AdaLoRAConfig, orthogonal_regularization, rank_pattern, update_and_allocate

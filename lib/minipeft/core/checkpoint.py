@@ -97,12 +97,18 @@ def _config_mismatches(saved: list[dict], current: list[PeftConfig]) -> list[str
             for s, c in zip(saved, current) for key in sorted(set(s) | set(c)) if s.get(key) != c.get(key)]
 
 
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose tensors live on the "meta" device (shapes, no memory): inject into it, load into it,
+    and every shape error shows up before the real model is touched."""
+    memo = {id(t): (nn.Parameter(t.to("meta"), t.requires_grad) if isinstance(t, nn.Parameter) else t.to("meta"))
+            for t in [*model.parameters(), *model.buffers()]}
+    return copy.deepcopy(model, memo)
+
+
 def _expected_shapes(model: nn.Module, configs: list[PeftConfig]) -> dict[str, torch.Size]:
     """Shapes of the PEFT tensors ``model`` would have after injecting ``configs``, found on a copy whose tensors
     live on the "meta" device (shapes, no memory): the real model is only touched once we know the file fits."""
-    memo = {id(t): (nn.Parameter(t.to("meta"), t.requires_grad) if isinstance(t, nn.Parameter) else t.to("meta"))
-            for t in [*model.parameters(), *model.buffers()]}
-    ghost = copy.deepcopy(model, memo)
+    ghost = meta_copy(model)
     with torch.random.fork_rng():  # the ghost's random initialisation must not shift the user's random stream
         for config in configs:
             inject(ghost, config)

@@ -1,5 +1,5 @@
 """What every method file would otherwise repeat: hyper-parameter validators with the course's clear messages,
-the checks on what a method may wrap, the default target table most ΔW methods share, and the skeleton of a
+the checks on what a method may wrap, the default roles most methods share (core/arch.py), and the skeleton of a
 Hugging Face peft adapter config. A method file keeps what its paper says; the boilerplate lives here.
 """
 
@@ -14,24 +14,13 @@ from .inject import peft_layers
 from .targets import default_targets
 
 # --------------------------------------------------------------------------------------------- default targets
-# W_q and W_v: LoRA's choice (§4.2, §7.1), and peft's default for LoRA, AdaLoRA, LoHa and LoKr
-QUERY_VALUE: dict[str, list[str]] = {
-    "bert": ["query", "value"],
-    "llama": ["q_proj", "v_proj"],
-    "gpt2": ["c_attn"],             # GPT-2 computes q, k, v with one fused Conv1D
-}
-# the whole feed-forward block of a layer, one regex per model_type; {L} stands for the allowed layer indices.
-# BERT's FFN is split in two modules: "output" is its second half (BertOutput), not attention.output
-FFN_BLOCK: dict[str, str] = {
-    "bert": r"(.*\.)?layer\.{L}\.output",
-    "llama": r"(.*\.)?layers\.{L}\.mlp",
-    "gpt2": r"(.*\.)?h\.{L}\.mlp",
-}
-
-
-def in_layers(table: dict[str, str], layers: str = r"\d+") -> dict[str, str]:
-    """A placement table with {L} filled: every layer by default, or e.g. "(2|3)" for layers 2 and 3."""
-    return {kind: pattern.replace("{L}", layers) for kind, pattern in table.items()}
+# the parts of a block a method targets by default (PeftConfig.ROLES; core/arch.py finds them in any model)
+# W_q and W_v: LoRA's choice (§4.2, §7.1), and peft's default for LoRA, AdaLoRA, LoHa and LoKr; GPT-2, GPT-NeoX and
+# Phi-3 compute q, k, v with one fused projection, which is then the target
+QUERY_VALUE: tuple[str, ...] = ("q", "v")
+# the whole feed-forward block of a layer (Llama / GPT-2 "mlp", T5 "DenseReluDense"; BERT's FFN is split in two
+# modules: its second half "output", which takes the FFN input as its residual, see layers.ParallelFFNLayer)
+FFN_BLOCK: tuple[str, ...] = ("ffn_block",)
 
 
 # --------------------------------------------------------------------------------------------- hyper-parameters

@@ -23,15 +23,79 @@ import torch
 from torch import nn
 
 
+# --------------------------------------------------------------------------------------------- peft's names
+# a peft user types peft's field names: each one here gets an error that names minipeft's field (docs/peft.md shows
+# this table). A value is the minipeft field, or {method: field} where it depends on the method.
+PEFT_NAMES: dict[str, str | dict[str, str]] = {
+    "target_modules": "targets",
+    "lora_alpha": "alpha",
+    "lora_dropout": "dropout",
+    "feedforward_modules": "feedforward",
+    "total_step": "total_steps",
+    "deltaT": "delta_t",
+    "num_virtual_tokens": "length",
+    "prompt_tuning_init": "init",
+    "prompt_tuning_init_text": "init_text",
+    "tokenizer_name_or_path": "tokenizer",
+    "encoder_reparameterization_type": "encoder",
+    "encoder_hidden_size": {"ptuning": "hidden", "prefix": "projection_hidden"},
+    "encoder_num_layers": "lstm_layers",
+    "encoder_dropout": "dropout",
+    "prefix_projection": "projection_hidden",
+    "num_tasks": "tasks",
+    "num_ranks": "rank",
+}
+# peft fields minipeft has no field for, and why
+PEFT_ONLY: dict[str, str] = {
+    "task_type": "minipeft needs no task type: inject works on any model, and export_peft writes peft's",
+    "fan_in_fan_out": "minipeft reads it off the layer itself (GPT-2's Conv1D stores W as (in, out))",
+    "bias": "to train biases use BitFitConfig (it can be stacked with another method)",
+    "inference_mode": "minipeft freezes everything but the method's parameters; call model.eval() for inference",
+}
+
+
+def peft_name_error(cls: type, names: list[str]) -> str:
+    """The message for keyword arguments ``cls`` does not have: peft's spelling -> minipeft's field, else the
+    closest field names."""
+    import difflib
+
+    own = [f.name for f in fields(cls)]
+    hints = []
+    for name in names:
+        mapped = PEFT_NAMES.get(name)
+        if isinstance(mapped, dict):
+            mapped = mapped.get(getattr(cls, "method", ""))
+        if mapped in own:
+            extra = " (an int h, or None for no projection)" if name == "prefix_projection" else ""
+            hints.append(f"{name!r} is peft's name: minipeft calls it {mapped!r}{extra}")
+        elif name in PEFT_ONLY:
+            hints.append(f"{name!r} is a peft field: {PEFT_ONLY[name]}")
+        else:
+            close = difflib.get_close_matches(name, own, n=2)
+            hints.append(f"{name!r} is not a field" + (f" (did you mean {' or '.join(map(repr, close))}?)"
+                                                        if close else ""))
+    return f"{cls.__name__}: " + "; ".join(hints) + f". Its fields: {', '.join(own)}."
+
+
 @dataclass
 class PeftConfig:
     """Fields every method shares. Subclasses add their hyper-parameters (r, alpha, bottleneck, length...)."""
+
+    def __new__(cls, *args, **kwargs):
+        # before the dataclass __init__ says "unexpected keyword argument": name the field a peft user meant
+        unknown = [k for k in kwargs if k not in {f.name for f in fields(cls)}]
+        if unknown:
+            raise TypeError(peft_name_error(cls, unknown))
+        return super().__new__(cls)
 
     targets: str | list[str] | None = None  # None -> the method's default for this architecture (DEFAULT_TARGETS)
     modules_to_save: list[str] = field(default_factory=list)  # extra modules trained in full, e.g. ["head"]
 
     method: ClassVar[str] = "base"  # short name, used in saved adapters and error messages
-    # default targets per model_type (config.model_type of the backbone); methods override
+    # default targets: the parts of every Transformer block the method wraps, found in any model by recognising its
+    # structure (core/arch.py): q k v qkv o ffn_in ffn_out ffn_block attention (q/k/v become a fused qkv where a
+    # model has one). DEFAULT_TARGETS pins other names for a model_type (IA3 on BERT: peft's own choice).
+    ROLES: ClassVar[tuple[str, ...]] = ()
     DEFAULT_TARGETS: ClassVar[dict[str, str | list[str]]] = {}  # a value may also be one regex string
     uses_targets: ClassVar[bool] = True  # False for methods that wrap nothing (prompt tuning, BitFit)
 
@@ -76,6 +140,11 @@ class PeftConfig:
             bad = [name for name, value in self.to_dict().items() if not _json_ok(value)]
             raise TypeError(f"{type(self).__name__} cannot be saved: field(s) {bad} hold values JSON cannot store "
                             f"({err}). Use plain numbers, strings and lists.") from None
+
+    def restrict_defaults(self, names: list[str]) -> list[str]:
+        """The default target modules (full names) this config keeps: all of them, unless a method restricts
+        them (AdapterConfig(layers=[...]) keeps those layers')."""
+        return names
 
     # -- what a method implements
     def validate(self) -> None:

@@ -47,6 +47,22 @@ def export_peft(model: nn.Module, directory: str | Path) -> Path:
 
     adapter_config, state = configs[0].to_peft(model)  # raises for methods peft does not have
     save = list(model.minipeft_modules_to_save)
+    tied = tied_partners(model, save)
+    if tied:
+        # a module saved in full shares its weight with another (tied input / output embeddings): training it here
+        # trained both, while peft would copy only the named one and keep the other at its base value (the tiny
+        # decoder's logits then differ by 3.97). Saving every module that holds the shared tensor keeps them equal;
+        # peft's LoRA also re-ties them (ensure_weight_tying), so that they stay one tensor if training goes on.
+        save += tied
+        if adapter_config["peft_type"] == "LORA":
+            adapter_config["ensure_weight_tying"] = True
+    if adapter_config["peft_type"] in PROMPT_LEARNING and _saves_input_embeddings(model, save):
+        raise TypeError(
+            f"modules_to_save {save} holds the model's input embeddings (tied to the output head, or named), and "
+            "peft's prompt-learning methods read the token embeddings through their own reference to the ORIGINAL "
+            "embedding layer: peft would load the trained copy but embed the input tokens with the base values, a "
+            "different model. Export a prompt without training the embeddings (e.g. modules_to_save=[] or an untied "
+            "head), or keep it with minipeft.save_adapter.")
     if save:  # trained in full: peft stores the whole module under its usual name
         prefix = "base_model." if adapter_config["peft_type"] in PROMPT_LEARNING else "base_model.model."
         adapter_config["modules_to_save"] = save
@@ -62,3 +78,20 @@ def export_peft(model: nn.Module, directory: str | Path) -> Path:
     save_file(tensors, directory / "adapter_model.safetensors", metadata={"format": "pt"})
     return directory
 
+
+def tied_partners(model: nn.Module, names: list[str]) -> list[str]:
+    """The other modules that hold a parameter of the modules ``names`` (tied weights, e.g. a decoder's lm_head and
+    embed_tokens), by full name, in model order."""
+    shared = {id(p) for name in names for p in model.get_submodule(name).parameters()}
+    inside = tuple(f"{name}." for name in names)
+    return [name for name, module in model.named_modules(remove_duplicate=False)
+            if name and name not in names and not name.startswith(inside)
+            and any(id(p) in shared for p in module.parameters(recurse=False))]
+
+
+def _saves_input_embeddings(model: nn.Module, names: list[str]) -> bool:
+    from .targets import find_backbone
+
+    embeddings = find_backbone(model).get_input_embeddings()
+    ids = {id(p) for p in embeddings.parameters()}
+    return any(id(p) in ids for name in names for p in model.get_submodule(name).parameters())

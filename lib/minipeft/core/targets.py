@@ -105,13 +105,34 @@ def resolve_targets(model: nn.Module, targets: str | list[str], what: str = "tar
 
 
 def default_targets(config, model: nn.Module) -> str | list[str]:
-    """The method's default targets for this architecture (``config.DEFAULT_TARGETS[model_type]``)."""
+    """The method's default targets for this model: ``config.DEFAULT_TARGETS[model_type]`` where a method pins a
+    choice for a model type, else the parts of each block named by ``config.ROLES`` (q and v, the FFN's
+    down-projection, ...), found by recognising the model's structure (core/arch.py)."""
+    from .arch import recognise, short_names
+
     kind = model_type(model)
-    if kind in config.DEFAULT_TARGETS:
-        targets = config.DEFAULT_TARGETS[kind]  # a list of names, or one regex (same syntax as config.targets)
+    table = config.DEFAULT_TARGETS
+    if kind in table:
+        targets = table[kind]  # a list of names, or one regex (same syntax as config.targets)
         return targets if isinstance(targets, str) else list(targets)
-    known = ", ".join(sorted(config.DEFAULT_TARGETS)) or "none"
-    raise ValueError(
-        f"{type(config).__name__} has no default targets for model_type={kind!r} (known: {known}). "
-        f"Pass targets=[...]; modules that exist: {describe_modules(model)}."
-    )
+    arch = recognise(model)
+    roles = list(config.ROLES)
+    if not arch.has("q") and arch.has("qkv"):  # GPT-2, GPT-NeoX, Phi-3: one fused projection computes q, k, v
+        roles = list(dict.fromkeys("qkv" if r in ("q", "k", "v") else r for r in roles))
+    missing = [r for r in roles if not arch.has(r)]
+    if not roles or missing:
+        what = (f"targets the {' + '.join(ROLE_WORDS.get(r, r) for r in roles)} of every block by default, and "
+                f"this model has no {' / '.join(ROLE_WORDS.get(r, r) for r in missing)}") if roles else \
+            "has no default targets"
+        raise ValueError(
+            f"{type(config).__name__} {what}: no default targets for model_type={kind!r} "
+            f"(recognised as: {arch}). Pass targets=[...]; modules that exist: {describe_modules(model)}.")
+    names = config.restrict_defaults([n for r in roles for n in arch.names[r]])
+    return names if len(names) != sum(len(arch.names[r]) for r in roles) else short_names(model, names)
+
+
+# what each role of core/arch.py is, in an error message
+ROLE_WORDS = {"q": "query projection", "k": "key projection", "v": "value projection",
+              "qkv": "fused q/k/v projection", "o": "attention output projection", "ffn_in": "FFN up-projection",
+              "ffn_out": "FFN down-projection", "ffn_block": "FFN module (a module holding the whole FFN, or BERT's "
+              "second FFN half)", "attention": "self-attention module"}

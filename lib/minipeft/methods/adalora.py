@@ -165,7 +165,7 @@ class AdaLoRAConfig(PeftConfig):
     orth_reg_weight: float = 0.5  # γ in loss + γ R(P, Q): peft's default (R averaged, see the module docstring)
 
     method: ClassVar[str] = "adalora"
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = QUERY_VALUE  # peft's defaults (the paper adapts every matrix)
+    ROLES: ClassVar[tuple[str, ...]] = QUERY_VALUE  # peft's defaults (the paper adapts every matrix)
 
     def validate(self) -> None:
         for name in ("init_r", "delta_t"):

@@ -36,7 +36,7 @@ from typing import ClassVar, Iterable
 import torch
 from torch import nn
 
-from ..core.checks import (FFN_BLOCK, check_choice, check_int, check_positive, in_layers, linear_shape,
+from ..core.checks import (FFN_BLOCK, check_choice, check_int, check_positive, linear_shape,
                            require_ffn_block, require_linear)
 from ..core.config import PeftConfig
 from ..core.inject import peft_layers
@@ -45,17 +45,13 @@ from ..core.layers import ParallelFFNLayer, PeftLayer
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "swish": nn.SiLU}
 KINDS = ("houlsby", "pfeiffer", "parallel")
 
-# where each kind sits, per model_type: a regex over full module names; {L} becomes the allowed layer indices
-PLACEMENT: dict[str, dict[str, str]] = {
-    "houlsby": {"bert": r"(.*\.)?layer\.{L}\.(attention\.output|output)\.dense",
-                "llama": r"(.*\.)?layers\.{L}\.(self_attn\.o_proj|mlp\.down_proj)",
-                "gpt2": r"(.*\.)?h\.{L}\.(attn|mlp)\.c_proj"},
-    "pfeiffer": {"bert": r"(.*\.)?layer\.{L}\.output\.dense",
-                 "llama": r"(.*\.)?layers\.{L}\.mlp\.down_proj",
-                 "gpt2": r"(.*\.)?h\.{L}\.mlp\.c_proj"},
-    "parallel": FFN_BLOCK,  # the whole FFN block (BERT: its second half, "output")
+# where each kind sits: parts of every block (core/arch.py finds them in any model; see PeftConfig.ROLES)
+PLACEMENT: dict[str, tuple[str, ...]] = {
+    "houlsby": ("o", "ffn_out"),   # after the attention's output projection and after the FFN's down-projection
+    "pfeiffer": ("ffn_out",),      # after the FFN's down-projection only
+    "parallel": FFN_BLOCK,         # beside the whole FFN block (BERT: its second half, "output")
 }
-LAYER_INDEX = re.compile(r"(?:^|\.)(?:layer|layers|h)\.(\d+)(?:\.|$)")  # "encoder.layer.3.output.dense" -> 3
+LAYER_INDEX = re.compile(r"(?:^|\.)(\d+)(?:\.|$)")  # the first index in a name: "encoder.layer.3.output.dense" -> 3
 
 
 # --------------------------------------------------------------------------------------------- the adapter
@@ -92,6 +88,12 @@ class _AdapterLayer(PeftLayer):
         super().__init__(base_layer)
         self.adapter = adapter
         self.enabled = True  # False -> the layer behaves exactly like its base layer (see set_adapter_layers)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The base layer's weight: some models read it from the module they call (T5's FFN checks wo.weight's
+        dtype before calling wo)."""
+        return self.base_layer.weight
 
     def extra_repr(self) -> str:
         return "" if self.enabled else "disabled"
@@ -132,9 +134,17 @@ class AdapterConfig(PeftConfig):
     method: ClassVar[str] = "adapter"
 
     @property
-    def DEFAULT_TARGETS(self) -> dict[str, str]:  # inject() reads this: the placement depends on kind (and layers)
-        allowed = r"\d+" if self.layers is None else "(" + "|".join(str(i) for i in self.layers) + ")"
-        return in_layers(PLACEMENT[self.kind], allowed)
+    def ROLES(self) -> tuple[str, ...]:  # inject() reads this: the placement depends on kind
+        return PLACEMENT[self.kind]
+
+    def restrict_defaults(self, names: list[str]) -> list[str]:
+        if self.layers is None:
+            return names
+        missing = sorted(set(self.layers) - {adapter_layer_index(n) for n in names})
+        if missing:
+            raise ValueError(f"AdapterConfig layers {missing} matched no module: this model's layers are "
+                             f"{sorted({adapter_layer_index(n) for n in names})}.")
+        return [n for n in names if adapter_layer_index(n) in self.layers]
 
     def validate(self) -> None:
         check_choice(self.kind, KINDS, "adapter kind")

@@ -102,7 +102,7 @@ class LoHaConfig(PeftConfig):
     alpha: float = 8.0    # ΔW is scaled by alpha / r; peft's default (8 / 8 = 1)
 
     method: ClassVar[str] = "loha"
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = QUERY_VALUE  # peft's LoHa defaults (= its LoRA defaults)
+    ROLES: ClassVar[tuple[str, ...]] = QUERY_VALUE  # peft's LoHa defaults (= its LoRA defaults)
 
     def validate(self) -> None:
         check_int(self.r, "LoHa rank r", "r=8")

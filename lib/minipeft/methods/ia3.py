@@ -36,6 +36,7 @@ from torch import nn
 from ..core.checks import peft_key, peft_tuner, require_linear
 from ..core.config import PeftConfig
 from ..core.layers import LinearDeltaLayer
+from ..core.arch import recognise
 from ..core.targets import matches, model_type
 
 
@@ -102,20 +103,16 @@ class IA3Linear(LinearDeltaLayer):
 
 @dataclass
 class IA3Config(PeftConfig):
-    # targets: None -> DEFAULT_TARGETS, peft's choice: keys, values and the feed-forward down-projection (§3.3)
-    feedforward: str | list[str] | None = None  # the targets whose INPUT is scaled; None -> DEFAULT_FEEDFORWARD
+    # targets: None -> peft's choice: keys, values and the feed-forward down-projection (§3.3), found in any model
+    # (GPT-2 / GPT-NeoX / Phi-3: the fused qkv projection instead of k and v)
+    feedforward: str | list[str] | None = None  # the targets whose INPUT is scaled; None -> the FFN down-projections
 
     method: ClassVar[str] = "ia3"
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = {
-        "bert": ["key", "value", "output.dense"],
-        "llama": ["k_proj", "v_proj", "down_proj"],
-        "gpt2": ["c_attn", "mlp.c_proj"],   # fused q,k,v projection and the MLP's down-projection
-    }
-    DEFAULT_FEEDFORWARD: ClassVar[dict[str, list[str]]] = {
-        "bert": ["output.dense"],
-        "llama": ["down_proj"],
-        "gpt2": ["mlp.c_proj"],
-    }
+    ROLES: ClassVar[tuple[str, ...]] = ("k", "v", "ffn_out")
+    # peft's own default on BERT, kept so that defaults agree (see the module docstring): "output.dense" also
+    # matches the attention's output projection
+    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = {"bert": ["key", "value", "output.dense"]}
+    DEFAULT_FEEDFORWARD: ClassVar[dict[str, list[str]]] = {"bert": ["output.dense"]}
 
     def validate(self) -> None:
         ff = self.feedforward
@@ -132,10 +129,15 @@ class IA3Config(PeftConfig):
         self._feedforward = self.feedforward
         if self._feedforward is None:
             kind = model_type(model)
-            if kind not in self.DEFAULT_FEEDFORWARD:
-                raise ValueError(f"IA3 does not know the feed-forward layers of model_type={kind!r}: pass "
-                                 "feedforward=[...] (the targets that are feed-forward down-projections; [] if none).")
-            self._feedforward = self.DEFAULT_FEEDFORWARD[kind]
+            arch = recognise(model)
+            if kind in self.DEFAULT_FEEDFORWARD:
+                self._feedforward = self.DEFAULT_FEEDFORWARD[kind]
+            elif arch.has("ffn_out"):
+                self._feedforward = arch.names["ffn_out"]           # full names: the down-projections
+            else:
+                raise ValueError(f"IA3 found no feed-forward down-projection in this model (model_type={kind!r}, "
+                                 f"recognised as: {arch}): pass feedforward=[...] (the targets that are feed-forward "
+                                 "down-projections; [] if none).")
 
     def wrap(self, module: nn.Module, name: str) -> IA3Linear:
         require_linear(module, name, "IA3", verb="scales")

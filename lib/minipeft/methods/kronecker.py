@@ -46,7 +46,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..core.checks import (FFN_BLOCK, QUERY_VALUE, check_bool, in_layers, check_positive, check_probability, linear_shape, require_ffn_block,
+from ..core.checks import (FFN_BLOCK, QUERY_VALUE, check_bool, check_positive, check_probability, linear_shape, require_ffn_block,
                            require_linear)
 from ..core.config import PeftConfig
 from ..core.layers import LinearDeltaLayer, ParallelFFNLayer
@@ -170,7 +170,7 @@ class KronAConfig(PeftConfig):
     dropout: float = 0.0    # dropout on the adapter's input
 
     method: ClassVar[str] = "krona"
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = QUERY_VALUE  # query and value, as LoRA
+    ROLES: ClassVar[tuple[str, ...]] = QUERY_VALUE  # query and value, as LoRA
 
     def validate(self) -> None:
         _check_kron_config(self)
@@ -215,7 +215,7 @@ class KronABConfig(PeftConfig):
     residual: bool = False   # True -> KronA^B_res: also adds γ x with a learnable γ (starting at 0)
 
     method: ClassVar[str] = "kronab"
-    DEFAULT_TARGETS: ClassVar[dict[str, str]] = in_layers(FFN_BLOCK)  # the whole FFN block of every layer
+    ROLES: ClassVar[tuple[str, ...]] = FFN_BLOCK  # the whole FFN block of every layer
 
     def validate(self) -> None:
         _check_kron_config(self)

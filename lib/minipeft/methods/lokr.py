@@ -103,7 +103,7 @@ class LoKrConfig(PeftConfig):
     decompose_both: bool = False  # also make w1 low-rank (w1_a @ w1_b) when r < max(w1's dims) / 2
 
     method: ClassVar[str] = "lokr"
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = QUERY_VALUE  # peft's LoKr defaults (= its LoRA defaults)
+    ROLES: ClassVar[tuple[str, ...]] = QUERY_VALUE  # peft's LoKr defaults (= its LoRA defaults)
 
     def validate(self) -> None:
         check_int(self.r, "LoKr rank r", "r=8")

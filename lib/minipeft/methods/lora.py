@@ -89,7 +89,7 @@ class LoRAConfig(PeftConfig):
 
     method: ClassVar[str] = "lora"
     layer: ClassVar[type] = LoRALinear  # what wrap() builds (DoRA's config builds its own, with the same checks)
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = QUERY_VALUE  # W_q and W_v, as in the paper (§4.2, §7.1)
+    ROLES: ClassVar[tuple[str, ...]] = QUERY_VALUE  # W_q and W_v, as in the paper (§4.2, §7.1)
 
     def validate(self) -> None:
         check_int(self.r, "LoRA rank r", "r=8")

@@ -74,7 +74,7 @@ class PFedParaConfig(PeftConfig):
     shared_only: bool = False  # True: W2 fixed at 0, ΔW = W1 (the shared-only baseline, a rank-r LoRA)
 
     method: ClassVar[str] = "pfedpara"
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = QUERY_VALUE
+    ROLES: ClassVar[tuple[str, ...]] = QUERY_VALUE
 
     def validate(self) -> None:
         check_int(self.r, "pFedPara rank r", "r=8")

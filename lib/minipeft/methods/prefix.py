@@ -59,8 +59,11 @@ here: compare PrefixConfig(length=n) with PromptConfig(length=n). A prefix in on
 first) is a different ablation: ``targets`` restricted to those attention modules, e.g.
 ``targets=["encoder.layer.0.attention.self"]``.
 
-Supported: the BERT family (BertSelfAttention: MiniLM, ``tiny_encoder``) and the Llama family (LlamaAttention:
-SmolLM2, ``tiny_decoder``), including ``model.generate`` with a KV cache. Stacking with LoRA on the attention's own
+Supported, recognised by the attention module's structure (``prefix_wrapper``): BERT-style self-attention (BERT,
+RoBERTa, XLM-R, ELECTRA: MiniLM, ``tiny_encoder``) and rotary decoder attention (Llama, Mistral, Qwen2, Qwen3, Gemma,
+Gemma2, Phi-3: SmolLM2, ``tiny_decoder``), including ``model.generate`` with a KV cache; the decoders export to peft.
+Other families compute attention their own way (GPT-2's fused Conv1D heads, DeBERTa's disentangled and T5's relative
+positions, BART's cross-attention...): inject refuses them and says so. Stacking with LoRA on the attention's own
 projections (query/value): inject LoRA first, then the prefix; the prefix wrapper keeps those layers inside its
 base_layer, where a later inject does not look. Other modules (FFN adapters, as in MAM) stack in either order.
 """
@@ -77,10 +80,14 @@ from torch import nn
 from ..core.checks import check_int
 from ..core.config import PeftConfig
 from ..core.layers import PeftLayer, PeftModule
-from ..core.targets import model_type
 
-SUPPORTED = ("BertSelfAttention (BERT family: MiniLM, tiny_encoder) and "
-             "LlamaAttention (Llama family: SmolLM2, tiny_decoder)")
+SUPPORTED = ("BERT-style self-attention (BERT, RoBERTa, XLM-R, ELECTRA: MiniLM, tiny_encoder) and rotary decoder "
+             "attention (Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Phi-3: SmolLM2, tiny_decoder)")
+# why the others are not: prefix tuning recomputes attention with n extra keys and values in front, so it must redo
+# each family's own attention arithmetic; these compute it differently
+WHY_NOT = ("prefix tuning recomputes attention with n learned keys and values in front of the real ones, so it must "
+           "redo each family's own attention arithmetic; this one (fused Conv1D heads, relative-position or "
+           "disentangled attention, cross-attention, ALiBi...) is not written here")
 
 
 # --------------------------------------------------------------------------------------------- the table
@@ -162,6 +169,7 @@ class PrefixAttention(PeftLayer):
         self.n, self.d_kv, self.kv_heads, self.head_dim = n, d_kv, kv_heads, head_dim
         self.index: int | None = None   # our row of the model's table, set by PrefixConfig.attach
         self.prefix_encoder: PrefixEncoder | None = None  # the model's one table, shared by all layers (attach)
+        self.softcap: float | None = None  # Gemma2 caps attention logits: cap · tanh(scores / cap)
         self.hide_prefix = False        # debug: mask the prefix out, the layer must then equal the base layer
         self.record_mass = False        # set by prefix_attention_mass()
         self.last_mass: torch.Tensor | None = None
@@ -185,6 +193,8 @@ class PrefixAttention(PeftLayer):
         groups = H // self.kv_heads                                                 # GQA: query heads per KV head
         K, V = K.repeat_interleave(groups, dim=1), V.repeat_interleave(groups, dim=1)  # (B, H, n+S, d_h)
         scores = q @ K.transpose(-1, -2) * scale                                    # (B, H, T, n+S)
+        if self.softcap:
+            scores = torch.tanh(scores / self.softcap) * self.softcap
         scores = scores + extend_mask(mask, T, S, self.n, causal, scores.dtype, q.device, self.hide_prefix)
         probs = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)             # (B, H, T, n+S)
         if self.record_mass:
@@ -214,34 +224,47 @@ class BertPrefixAttention(PrefixAttention):
         return self.attend(q, k, v, attention_mask, att.scaling, att.is_causal, att.dropout.p)
 
 
-class LlamaPrefixAttention(PrefixAttention):
-    """Replaces LlamaAttention: RoPE on the real tokens only, GQA, the model's KV cache for real tokens, o_proj."""
+class RotaryPrefixAttention(PrefixAttention):
+    """Replaces a rotary decoder's attention (Llama, Mistral, Qwen2 / Qwen3, Gemma / Gemma2, Phi-3): RoPE on the real
+    tokens only, GQA, the model's KV cache for real tokens, o_proj. What differs between these families is read off
+    the module: a fused qkv_proj (Phi-3), q_norm / k_norm (Qwen3), a logit soft-cap (Gemma2), and the RoPE variant
+    (partial rotary: Phi-3), for which the family's own rotary class and apply_rotary_pos_emb are used."""
 
     def __init__(self, base_layer: nn.Module, n: int):
-        from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+        import sys
 
-        kv_heads = base_layer.config.num_key_value_heads
+        cfg = base_layer.config
+        kv_heads = cfg.num_key_value_heads
         super().__init__(base_layer, n, d_kv=kv_heads * base_layer.head_dim, kv_heads=kv_heads,
                          head_dim=base_layer.head_dim)
+        family = sys.modules[type(base_layer).__module__]            # e.g. transformers.models.qwen3.modeling_qwen3
+        self._apply_rope = family.apply_rotary_pos_emb
+        (rotary,) = [v for k, v in vars(family).items() if k.endswith("RotaryEmbedding") and isinstance(v, type)][:1]
         # our own RoPE (a buffer, no parameters): the real tokens are rotated at positions shifted by n
-        self.rotary = LlamaRotaryEmbedding(base_layer.config).to(base_layer.q_proj.weight.device)
+        self.rotary = rotary(cfg).to(base_layer.o_proj.weight.device)
+        self.softcap = getattr(cfg, "attn_logit_softcapping", None)   # Gemma2: cap · tanh(scores / cap)
 
     def forward(self, hidden_states, position_embeddings=None, attention_mask=None, cache=None,
                 position_ids=None, **kwargs):                                       # hidden_states (B, T, d)
         # position_embeddings: the model's cos/sin at UNshifted positions; we compute our own below
-        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
         att = self.base_layer
         B, T, _ = hidden_states.shape
         shape = (B, T, -1, self.head_dim)
-        q = att.q_proj(hidden_states).view(shape).transpose(1, 2)                   # (B, H, T, d_h)
-        k = att.k_proj(hidden_states).view(shape).transpose(1, 2)                   # (B, H_kv, T, d_h)
-        v = att.v_proj(hidden_states).view(shape).transpose(1, 2)                   # (B, H_kv, T, d_h)
-        if position_ids is None:  # LlamaModel always passes them; this is its own default
+        if hasattr(att, "qkv_proj"):                                                # Phi-3: one fused projection
+            qkv = att.qkv_proj(hidden_states)                                       # (B, T, (H + 2 H_kv) d_h)
+            q_size = qkv.shape[-1] - 2 * self.d_kv
+            q, k, v = qkv.split([q_size, self.d_kv, self.d_kv], dim=-1)
+        else:
+            q, k, v = att.q_proj(hidden_states), att.k_proj(hidden_states), att.v_proj(hidden_states)
+        q, k, v = q.view(shape), k.view(shape), v.view(shape)                       # (B, T, H or H_kv, d_h)
+        if hasattr(att, "q_norm"):                                                  # Qwen3: RMSNorm per head
+            q, k = att.q_norm(q), att.k_norm(k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)           # (B, H or H_kv, T, d_h)
+        if position_ids is None:  # the model always passes them; this is its own default
             past = cache.get_seq_length(att.layer_idx) if cache is not None else 0
             position_ids = torch.arange(past, past + T, device=hidden_states.device)[None]
         cos, sin = self.rotary(v, position_ids + self.n)       # z = [PREFIX; x]: real tokens start at position n
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)            # prefix keys are never rotated
+        q, k = self._apply_rope(q, k, cos, sin)                # prefix keys are never rotated
         if cache is not None:
             k, v = cache.update(k, v, att.layer_idx)           # the cache holds real tokens only, (B, H_kv, S, d_h)
         out, probs = self.attend(q, k, v, attention_mask, att.scaling, True,
@@ -249,7 +272,23 @@ class LlamaPrefixAttention(PrefixAttention):
         return att.o_proj(out), probs                                               # (B, T, d)
 
 
-WRAPPERS = {"BertSelfAttention": BertPrefixAttention, "LlamaAttention": LlamaPrefixAttention}
+LlamaPrefixAttention = RotaryPrefixAttention  # the course's name for it (SmolLM2 is a Llama)
+
+
+def prefix_wrapper(module: nn.Module) -> type | None:
+    """The wrapper for this attention module, recognised by its structure, or None."""
+    import sys
+
+    if all(hasattr(module, a) for a in ("query", "key", "value", "attention_head_size", "num_attention_heads",
+                                        "scaling", "is_causal", "dropout")):
+        return BertPrefixAttention          # BertSelfAttention and its copies (RoBERTa, XLM-R, ELECTRA)
+    family = sys.modules.get(type(module).__module__)
+    rotary = hasattr(family, "apply_rotary_pos_emb") and any(k.endswith("RotaryEmbedding") for k in vars(family))
+    projections = hasattr(module, "qkv_proj") or all(hasattr(module, p) for p in ("q_proj", "k_proj", "v_proj"))
+    if rotary and projections and all(hasattr(module, a) for a in ("o_proj", "head_dim", "scaling", "layer_idx")) \
+            and hasattr(getattr(module, "config", None), "num_key_value_heads"):
+        return RotaryPrefixAttention
+    return None
 
 
 # --------------------------------------------------------------------------------------------- the config
@@ -262,10 +301,7 @@ class PrefixConfig(PeftConfig):
                                             # stability, then fold_prefix() keeps only its output
 
     method: ClassVar[str] = "prefix"
-    DEFAULT_TARGETS: ClassVar[dict[str, list[str]]] = {
-        "bert": ["attention.self"],         # the BertSelfAttention of every layer
-        "llama": ["self_attn"],             # the LlamaAttention of every layer
-    }
+    ROLES: ClassVar[tuple[str, ...]] = ("attention",)   # the self-attention module of every layer
 
     def validate(self) -> None:
         check_int(self.length, "Prefix length n", "length=10")
@@ -279,17 +315,18 @@ class PrefixConfig(PeftConfig):
                              "targets list every attention module that should get a prefix.")
 
     def wrap(self, module: nn.Module, name: str) -> PrefixAttention:
-        kind = type(module).__name__
-        if kind not in WRAPPERS:
-            inside = [n for n, m in module.named_modules() if type(m).__name__ in WRAPPERS][:2]
+        wrapper, kind = prefix_wrapper(module), type(module).__name__
+        if wrapper is None:
+            inside = [n for n, m in module.named_modules() if n and prefix_wrapper(m)][:2]
             hint = (f" It contains {inside}: target that." if inside else
+                    f" Why: {WHY_NOT}. Use LoRA, IA3 or prompt tuning on this model." if "Attention" in kind else
                     " Prefix tuning changes attention as a whole: target the self-attention modules, "
                     "e.g. targets=['attention.self'] (BERT) or ['self_attn'] (Llama), or leave targets=None.")
             raise TypeError(f"Prefix tuning supports {SUPPORTED}; {name!r} is a {kind}.{hint}")
-        if kind == "BertSelfAttention" and module.is_decoder:
+        if wrapper is BertPrefixAttention and module.is_decoder:
             raise ValueError(f"{name!r} belongs to a BERT used as a decoder (config.is_decoder=True); minipeft's "
-                             "prefix tuning supports BERT encoders and Llama decoders.")
-        return WRAPPERS[kind](module, self.length)
+                             "prefix tuning supports BERT encoders and rotary decoders.")
+        return wrapper(module, self.length)
 
     def attach(self, model: nn.Module) -> None:
         layers = [m for m in model.modules() if isinstance(m, PrefixAttention)]   # model order = layer order
@@ -302,13 +339,13 @@ class PrefixConfig(PeftConfig):
     def to_peft(self, model: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
         table = prefix_table(model).float()                                          # (L, 2, n, d_kv)
         layers = prefix_layers(model)
-        if model_type(model) != "llama":
+        if not all(isinstance(layer, RotaryPrefixAttention) for layer in layers):
             raise TypeError(
                 f"A prefix on a {type(model).__name__} cannot be exported to peft. peft runs prefix tuning by "
                 "passing past_key_values: its BERT task models reject them ('Model does not support past key "
                 "values'), and a bare BertModel accepts them but then numbers the tokens after the prefix "
                 "(absolute positions n..n+T-1), which minipeft deliberately does not do (see minipeft.methods.prefix), so "
-                "the numbers would differ. Keep BERT prefixes in minipeft; decoders (Llama) export.")
+                "the numbers would differ. Keep BERT prefixes in minipeft; decoders (Llama, Qwen, ...) export.")
         task_type = "CAUSAL_LM" if hasattr(model, "lm_head") else "FEATURE_EXTRACTION"
         num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", len(layers))
         if len(layers) != num_layers:

@@ -6,7 +6,8 @@ returns its table, P-tuning's PromptEncoder maps its table through a network, MP
 Mechanism: a forward pre-hook on the transformers model (also when it sits inside a wrapper such as a classifier)
 rewrites the call: input_ids -> inputs_embeds = [P ; X], and extends the mask, token types, labels and position ids.
 During ``generate()`` the prompt enters once, at the prefill step; later steps only see the KV cache, which holds it,
-so the hook just extends the attention mask (and shifts explicit position ids) by n. The trainable module is stored
+so the hook just extends the attention mask (and shifts explicit position ids) by n. An encoder-decoder (T5, BART)
+takes the prompt in front of its ENCODER's input, as peft does (see prepend_to_encoder). The trainable module is stored
 on the transformers model as ``prompt_encoder`` (peft's name); P-tuning (ptuning.py) plugs a different encoder into
 the same hook.
 
@@ -15,6 +16,7 @@ the same hook.
 from __future__ import annotations
 
 import inspect
+from functools import partial
 from typing import Callable
 
 import torch
@@ -70,8 +72,12 @@ def check_prompt_target(backbone: nn.Module) -> None:
     """Raise before anything is edited if this transformers model cannot take a soft prompt (again)."""
     if hasattr(backbone, "prompt_encoder"):
         raise ValueError("This model already has a soft prompt (prompt tuning or P-tuning): start from a fresh model.")
-    if getattr(backbone.config, "is_encoder_decoder", False):
-        raise TypeError("Soft prompts are implemented for encoder-only and decoder-only models, not encoder-decoders.")
+    embeddings = backbone.get_input_embeddings()
+    if not isinstance(embeddings, nn.Embedding):
+        raise TypeError(f"A soft prompt is n learned rows in front of the token embeddings, but this "
+                        f"{type(backbone).__name__} reads {type(embeddings).__name__} (e.g. image patches), not a "
+                        "table of token embeddings: there are no tokens to put a prompt in front of. Use LoRA, IA3 "
+                        "or adapters on this model.")
 
 
 def peft_prompt_config(model: nn.Module, config: PeftConfig, peft_type: str, **extra) -> dict:
@@ -80,7 +86,8 @@ def peft_prompt_config(model: nn.Module, config: PeftConfig, peft_type: str, **e
     backbone = find_backbone(model)
     cfg = backbone.config
     name = type(backbone).__name__
-    task = ("CAUSAL_LM" if backbone.can_generate() else "SEQ_CLS" if name.endswith("ForSequenceClassification")
+    task = ("SEQ_2_SEQ_LM" if getattr(cfg, "is_encoder_decoder", False) else
+            "CAUSAL_LM" if backbone.can_generate() else "SEQ_CLS" if name.endswith("ForSequenceClassification")
             else "TOKEN_CLS" if name.endswith("ForTokenClassification") else "FEATURE_EXTRACTION")
     return {"peft_type": peft_type, "task_type": task, "num_virtual_tokens": config.length,
             "token_dim": cfg.hidden_size, "num_transformer_submodules": 1,
@@ -102,7 +109,12 @@ def attach_prompt(model: nn.Module, encoder: nn.Module) -> None:
     backbone = find_backbone(model)
     backbone.prompt_encoder = encoder  # a sub-module: moves with .to(), shows in state_dict(), trained by inject
     if getattr(backbone, "_minipeft_prompt_hook", None) is None:
-        backbone._minipeft_prompt_hook = backbone.register_forward_pre_hook(prepend_prompt, with_kwargs=True)
+        if getattr(backbone.config, "is_encoder_decoder", False):   # T5, BART: see prepend_to_encoder
+            backbone.get_encoder().register_forward_pre_hook(partial(prepend_to_encoder, backbone), with_kwargs=True)
+            hook = widen_cross_attention_mask
+        else:
+            hook = prepend_prompt
+        backbone._minipeft_prompt_hook = backbone.register_forward_pre_hook(hook, with_kwargs=True)
 
 
 def _pad_left(x: torch.Tensor, n: int, value) -> torch.Tensor:
@@ -146,6 +158,45 @@ def prepend_prompt(backbone: nn.Module, args: tuple, kwargs: dict) -> tuple[tupl
         kwargs["token_type_ids"] = _pad_left(kwargs["token_type_ids"], n, 0)  # (B, n+T): segment A
     if kwargs.get("labels") is not None:
         kwargs["labels"] = _pad_left(kwargs["labels"], n, -100)  # (B, n+T): no loss on prompt positions
+    return (), kwargs
+
+
+# --------------------------------------------------------------------------------------------- encoder-decoders
+# T5, BART: the prompt enters the ENCODER's input only (peft's num_transformer_submodules=1), so the encoder's output
+# has n + T positions and the decoder's cross-attention mask needs n more columns. generate() calls the encoder on its
+# own and then the whole model with the encoder's output, so the prompt is prepended by a hook on the encoder, and a
+# hook on the whole model widens the mask it hands the decoder (and the encoder: that one then leaves it alone).
+def prepend_to_encoder(backbone: nn.Module, encoder: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    names = list(inspect.signature(encoder.forward).parameters)
+    kwargs = {**dict(zip(names, args)), **kwargs}
+    prompt = backbone.prompt_encoder
+    n = prompt.embedding.num_embeddings
+    embeds = kwargs.get("inputs_embeds")
+    if embeds is None:
+        embeds = backbone.get_input_embeddings()(kwargs["input_ids"])                # (B, T, d)
+    B, T = embeds.shape[:2]
+    kwargs["inputs_embeds"] = torch.cat([prompt().to(embeds.dtype).expand(B, n, -1), embeds], dim=1)  # (B, n+T, d)
+    kwargs["input_ids"] = None
+    if (mask := kwargs.get("attention_mask")) is not None and mask.shape[1] == T:   # not yet widened by the model
+        kwargs["attention_mask"] = _pad_left(mask, n, 1)                             # (B, n+T)
+    return (), kwargs
+
+
+def widen_cross_attention_mask(backbone: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    names = list(inspect.signature(backbone.forward).parameters)
+    kwargs = {**dict(zip(names, args)), **kwargs}
+    mask = kwargs.get("attention_mask")
+    if mask is None:
+        return (), kwargs
+    n = backbone.prompt_encoder.embedding.num_embeddings
+    encoded = kwargs.get("encoder_outputs")
+    if encoded is not None:                                    # generate(): the encoder already ran, prompt included
+        length = encoded[0].shape[1] - n
+    else:
+        tokens = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs.get("inputs_embeds")
+        length = tokens.shape[1]
+    if mask.shape[1] == length:
+        kwargs["attention_mask"] = _pad_left(mask, n, 1)       # (B, n+T): the prompt is always attended to
     return (), kwargs
 
 
