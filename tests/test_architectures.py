@@ -104,6 +104,7 @@ def out(model, batch) -> torch.Tensor:
 # name -> (config, promises the base model at init, merges, peft has the method)
 METHODS = {
     "lora": (mp.LoRAConfig(r=2), True, True, True),
+    "dora": (mp.DoRAConfig(r=2), True, True, True),
     "adalora": (mp.AdaLoRAConfig(init_r=4, target_r=2, total_steps=10), True, True, True),
     "loha": (mp.LoHaConfig(r=2), True, True, True),
     "lokr": (mp.LoKrConfig(r=2), True, True, True),
