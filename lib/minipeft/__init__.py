@@ -10,7 +10,8 @@ The package in three parts:
     methods/   one paper per file (adapters, LoRA, prefix, prompt, P-tuning, MPT, IA3, BitFit, AdaLoRA, Kronecker,
                Hadamard, LoKr)
     lab/       the course's offline world: backbones, data, the training loop, chapter helpers, set-up tools
-and lowrank.py, the linear algebra the chapters share (spectra, subspace similarity).
+and lowrank.py, the linear algebra the chapters share (spectra, subspace similarity), and serving.py, many
+users' adapters in one batch (AdapterBank).
 """
 
 import os
@@ -40,5 +41,6 @@ from .methods.prefix import PrefixConfig, fold_prefix, prefix_attention_mass, pr
 from .methods.prompt import PromptConfig
 from .methods.ptuning import PTuningConfig, fold_prompt_encoder
 from .methods.softprompt import nearest_tokens, prompt_embeddings
+from .serving import AdapterBank
 
 __version__ = "0.1.0"
