@@ -13,9 +13,11 @@ from minipeft.serving import BankLoRALinear
 ATOL = 1e-5
 # module names per family: LoRA on q/v, on every attention projection, and the prefix's attention modules
 ALL_PROJ = {"bert": ["query", "key", "value", "attention.output.dense"],
-            "llama": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+            "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
+            "gpt2": ["c_attn", "attn.c_proj"]}                              # GPT-2's Conv1D: weights stored (in, out)
 LAYER0 = {"bert": ["encoder.layer.0.attention.self"], "llama": ["model.layers.0.self_attn"]}
-FAMILIES = {"bert": mp.tiny_encoder, "llama": mp.tiny_decoder}
+FAMILIES = {"bert": mp.tiny_encoder, "llama": mp.tiny_decoder}             # prefix tuning: BERT and Llama
+MODELS = {**FAMILIES, "gpt2": mp.tiny_gpt2}                                # LoRA: GPT-2 too
 
 
 def batch(rows=7, t=9, left=False):
@@ -36,7 +38,7 @@ def first(output):
 
 def user(family, tmp_path, name, *configs, seed=1):
     """A user's adapter: ``configs`` injected into the family's tiny model, random values, saved; the directory."""
-    model = FAMILIES[family]()
+    model = MODELS[family]()
     for config in configs:
         mp.inject(model, config)
     torch.manual_seed(seed)
@@ -46,7 +48,7 @@ def user(family, tmp_path, name, *configs, seed=1):
 
 def alone(family, directory, inputs):
     """What the user gets from their adapter alone on a fresh base model (the whole batch, every row)."""
-    model = FAMILIES[family]()
+    model = MODELS[family]()
     if directory is not None:
         mp.load_adapter(model, directory)
     with torch.no_grad():
@@ -65,7 +67,7 @@ def assert_rows_equal_alone(family, bank, dirs, names, inputs):
 
 
 # --------------------------------------------------------------------------------------------- equal to alone
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", MODELS)
 def test_lora_users_with_different_ranks_alphas_and_rslora(family, tmp_path):
     dirs = {
         "alice": user(family, tmp_path, "alice", mp.LoRAConfig(r=2, alpha=4), seed=1),                 # q, v
@@ -73,7 +75,7 @@ def test_lora_users_with_different_ranks_alphas_and_rslora(family, tmp_path):
                                                             targets=ALL_PROJ[family]), seed=2),
         "carol": user(family, tmp_path, "carol", mp.LoRAConfig(r=4, alpha=32), seed=3),
     }
-    bank = mp.AdapterBank(FAMILIES[family](), dirs)
+    bank = mp.AdapterBank(MODELS[family](), dirs)
     names = ["alice", None, "bob", "carol", "alice", None, "bob"]
     inputs = batch(len(names))
     served = assert_rows_equal_alone(family, bank, dirs, names, inputs)

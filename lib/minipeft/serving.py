@@ -5,30 +5,32 @@ r"""Serving many users' adapters on ONE base model, in ONE batch: each row of th
                adapter_names=["alice", "bob", None, "alice"])                         # None: the base model
     ids = bank.generate(**prompts, adapter_names=["bob", None], max_new_tokens=20)    # the decoder, per row
 
-Merge or swap? ``minipeft.merge`` folds ONE user's ΔW into W0: zero overhead, but then the weights belong to that
-user, and serving another means unmerging and merging again (a pass over every adapted weight) or a second copy of
-the model. LoRA's own paper notes the limit (Hu et al. 2021, §4.2): a merged model cannot batch inputs for
-different tasks in one forward pass. The bank keeps W0 shared and untouched and adds each row's update on the fly,
-which is what S-LoRA (Sheng et al. 2023, "S-LoRA: Serving Thousands of Concurrent LoRA Adapters", the section on
-batching) does: compute x W0 for the whole batch with one ordinary matrix product, and x A_u B_u per row beside it.
-A model that already has an adapter merged in is refused: every row, base rows too, would carry that user's ΔW.
+Merge or swap? ``minipeft.merge`` folds ONE user's ΔW into W0: no overhead at all, but the weights then belong to
+that user. Serving another means swapping: subtract B A, add B' A' (LoRA, Hu et al. 2021, §4.1, "a quick operation"),
+or keep a second copy of the model; and §4.2 names the limit: with A and B absorbed into W, inputs for different
+tasks cannot be batched in one forward pass. The bank keeps W0 shared and untouched and adds each row's update on
+the fly, as S-LoRA does (Sheng et al. 2023, "S-LoRA: Serving Thousands of Concurrent LoRA Adapters", its section on
+batching): x W0 for the whole batch with one ordinary product, x A_u B_u for each row beside it. A model that
+already has an adapter merged in is refused: every row, base rows too, would carry that user's ΔW.
 
 LoRA: the users' factors are STACKED into tensors, one slot per user (slot 0 = zeros = the base model), and each
 row GATHERS its own slot; then one batched matrix product computes every row's update at once:
 
-      users' factors, stacked                       rows of the batch        gathered: one slot per row
-      A_all (U+1, r, in)   B_all (U+1, out, r)      rows = [1, 0, 2, 1]      A = A_all[rows]  (B, r, in)
-      ┌──────────────┐                                 │                     B = B_all[rows]  (B, out, r)
-    0 │ 0   (base)   │  ──────────────────────────────────────────────▶ row 1
-    1 │ A_alice      │  ─────────────────────────────┬─────────────────▶ row 0, row 3
-    2 │ A_bob  (pad) │  ─────────────────────────────┴─ ... ──────────▶ row 2
-      └──────────────┘
-        y = x W0ᵀ                           (B, T, out)   the base: ONE product shared by every row
-          + s[rows] · (x Aᵀ) Bᵀ             (B, T, r) -> (B, T, out)   ONE batched product (bmm) for all rows
+        A_all (U+1, r, in): one slot per user       rows = [1, 0, 2, 1]       A = A_all[rows] (B, r, in): one per row
+        ┌────────────────────────┐                                            ┌────────────────────────┐
+      0 │ 0 ........ 0    (base) │                   row 0 ◀── slot 1         │ A_alice                │ row 0
+      1 │ A_alice                │                   row 1 ◀── slot 0         │ 0 ........ 0    (base) │ row 1
+      2 │ A_bob ; zero rows (pad)│                   row 2 ◀── slot 2         │ A_bob ; zero rows (pad)│ row 2
+        └────────────────────────┘                   row 3 ◀── slot 1         │ A_alice                │ row 3
+        B_all (U+1, out, r) and the scales s (U+1,) are gathered the same way └────────────────────────┘
 
-This is Punica's "batched gather matrix-vector" product (Chen et al. 2023, "Punica: Multi-Tenant LoRA Serving", the
-section on the SGMV kernel; S-LoRA's heterogeneous-batching kernels do the same), written with ``torch.bmm``
-instead of a CUDA kernel: no Python loop over users, so the cost hardly depends on how many users share a batch.
+        y = x W0ᵀ                       (B, T, out)                  the base: ONE product shared by every row
+          + s[rows] · (x Aᵀ) Bᵀ         (B, T, r) -> (B, T, out)     every row's update: ONE batched product (bmm)
+
+Punica (Chen et al. 2023, "Punica: Multi-Tenant LoRA Serving", its SGMV kernel, "segmented gather matrix-vector
+multiplication") gathers A and B per segment of consecutive rows that share an adapter; here every row gathers its
+own (a segment per row: what Punica's code and vLLM call BGMV), written with a tensor index and ``torch.bmm`` instead
+of a CUDA kernel. S-LoRA's kernels for heterogeneous batches do the same job. There is no Python loop over users.
 Ranks differ between users: a smaller rank is padded with zeros up to the largest r (zero rows of A, zero columns
 of B add exact zeros); S-LoRA stores each rank unpadded in its paged memory instead, which matters on a GPU with
 thousands of adapters, not here. Each user keeps its own scale s_u = alpha/r (or alpha/√r with rsLoRA), gathered per
