@@ -140,10 +140,12 @@ def test_equals_peft_mixed_batch_inference(family, tmp_path):
 def test_generate_per_row_equals_each_user_alone(tmp_path):
     dirs = {"alice": user("llama", tmp_path, "alice", mp.LoRAConfig(r=4, alpha=16), seed=1),
             "bob": user("llama", tmp_path, "bob", mp.PrefixConfig(length=4), seed=2),
-            "carol": user("llama", tmp_path, "carol", mp.LoRAConfig(r=8, use_rslora=True), seed=3)}
-    names = ["alice", "bob", None, "carol", "bob", "alice"]
+            "carol": user("llama", tmp_path, "carol", mp.LoRAConfig(r=8, use_rslora=True), seed=3),
+            "dave": user("llama", tmp_path, "dave", mp.PrefixConfig(length=2), seed=4)}   # a shorter prefix
+    names = ["alice", "bob", None, "carol", "dave", "bob", "alice"]
     prompts = batch(len(names), t=6, left=True)
-    settings = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
+    settings = dict(max_new_tokens=8, do_sample=False, pad_token_id=0, output_scores=True,
+                    return_dict_in_generate=True)
     bank = mp.AdapterBank(mp.tiny_decoder(), dirs)
     with torch.no_grad():
         served = bank.generate(**prompts, adapter_names=names, **settings)
@@ -155,8 +157,10 @@ def test_generate_per_row_equals_each_user_alone(tmp_path):
         with torch.no_grad():
             outputs[who] = model.generate(**prompts, **settings)
     for b, who in enumerate(names):
-        assert torch.equal(served[b], outputs[who][b]), (b, who)        # token for token
-    assert len({tuple(outputs[w][0, 6:].tolist()) for w in outputs}) > 1  # the users do write different things
+        assert torch.equal(served.sequences[b], outputs[who].sequences[b]), (b, who)      # token for token
+        gap = max((mine[b] - alone[b]).abs().max().item() for mine, alone in zip(served.scores, outputs[who].scores))
+        assert gap <= ATOL, (b, who, gap)                                               # and every step's logits
+    assert len({tuple(o.sequences[0, 6:].tolist()) for o in outputs.values()}) > 1     # users write differently
 
 
 # --------------------------------------------------------------------------------------------- refused
