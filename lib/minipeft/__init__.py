@@ -10,8 +10,8 @@ The package in three parts:
     methods/   one paper per file (adapters, LoRA, DoRA, prefix, prompt, P-tuning, MPT, IA3, BitFit, AdaLoRA,
                Kronecker, Hadamard, LoKr)
     lab/       the course's offline world: backbones, data, the training loop, chapter helpers, set-up tools
-and lowrank.py, the linear algebra the chapters share (spectra, subspace similarity), and quantize.py, an int8
-frozen base (QLoRA's idea).
+and lowrank.py, the linear algebra the chapters share (spectra, subspace similarity), quantize.py, an int8
+frozen base (QLoRA's idea), and serving.py, many users' adapters in one batch (AdapterBank).
 """
 
 import os
@@ -43,5 +43,6 @@ from .methods.prompt import PromptConfig
 from .methods.ptuning import PTuningConfig, fold_prompt_encoder
 from .methods.softprompt import nearest_tokens, prompt_embeddings
 from .quantize import Int8Linear, dequantize, model_bytes, quantize_frozen
+from .serving import AdapterBank
 
 __version__ = "0.1.0"

@@ -63,7 +63,8 @@ def save_adapter(model: nn.Module, directory: str | Path) -> Path:
     return directory
 
 
-def _read(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+def read_adapter(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(the saved metadata: configs, modules_to_save; the saved tensors by name), checked to belong together."""
     missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (directory / f).is_file()]
     if missing:
         hint = " (this looks like a Hugging Face peft adapter: load it with peft.PeftModel.from_pretrained)" \
@@ -105,16 +106,37 @@ def meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def _expected_shapes(model: nn.Module, configs: list[PeftConfig]) -> dict[str, torch.Size]:
-    """Shapes of the PEFT tensors ``model`` would have after injecting ``configs``, found on a copy whose tensors
-    live on the "meta" device (shapes, no memory): the real model is only touched once we know the file fits."""
+def ghost_with(model: nn.Module, configs: list[PeftConfig]) -> nn.Module:
+    """meta_copy(model) with ``configs`` injected: what the model would look like, found without touching it.
+    Raises as inject would."""
     ghost = meta_copy(model)
     with torch.random.fork_rng():  # the ghost's random initialisation must not shift the user's random stream
         for config in configs:
             inject(ghost, config)
+    return ghost
+
+
+def _expected_shapes(model: nn.Module, configs: list[PeftConfig]) -> dict[str, torch.Size]:
+    """Shapes of the PEFT tensors ``model`` would have after injecting ``configs``, found on a meta-device copy:
+    the real model is only touched once we know the file fits."""
+    ghost = ghost_with(model, configs)
     params = dict(ghost.named_parameters())
     return ({name: params[name].shape for name in peft_parameter_names(ghost)},
             {name: ghost.get_buffer(name).shape for name in peft_buffer_names(ghost)})
+
+
+def check_fits(directory: Path, model: nn.Module, state: dict[str, torch.Tensor], expected: dict, buffers: dict):
+    """Raise unless the saved ``state`` has exactly the ``expected`` parameter names and shapes (buffers may be
+    missing: an adapter saved before buffers were saved keeps their initial value)."""
+    problems = [f"missing {n}" for n in expected if n not in state]
+    shapes = expected | buffers
+    problems += [f"unexpected {n}" for n in state if n not in shapes]
+    problems += [f"{n}: saved {tuple(t.shape)}, model needs {tuple(shapes[n])}"
+                 for n, t in state.items() if n in shapes and t.shape != shapes[n]]
+    if problems:
+        more = f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""
+        raise ValueError(f"The adapter in {directory} does not fit this {type(model).__name__}: "
+                         + "; ".join(problems[:6]) + more + ". Was it saved from a different base model?")
 
 
 def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
@@ -124,7 +146,7 @@ def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
     the same configs. Any mismatch (config field, tensor name, shape) raises before anything is changed.
     """
     directory = Path(directory)
-    meta, state = _read(directory)
+    meta, state = read_adapter(directory)
     saved_configs = [PeftConfig.from_dict(c) for c in meta["configs"]]
     fresh = not getattr(model, "minipeft_configs", None)
 
@@ -147,17 +169,7 @@ def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
         expected = {name: params[name].shape for name in peft_parameter_names(model)}
         buffers = {name: model.get_buffer(name).shape for name in peft_buffer_names(model)}
 
-    # a buffer may be missing (an adapter saved before buffers were saved: it keeps its initial value)
-    problems = [f"missing {n}" for n in expected if n not in state]
-    shapes = expected | buffers
-    problems += [f"unexpected {n}" for n in state if n not in shapes]
-    problems += [f"{n}: saved {tuple(t.shape)}, model needs {tuple(shapes[n])}"
-                 for n, t in state.items() if n in shapes and t.shape != shapes[n]]
-    if problems:
-        more = f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""
-        raise ValueError(f"The adapter in {directory} does not fit this {type(model).__name__}: "
-                         + "; ".join(problems[:6]) + more + ". Was it saved from a different base model?")
-
+    check_fits(directory, model, state, expected, buffers)
     if fresh:
         for config in saved_configs:
             inject(model, config.for_loading())       # the tensors come from the file: no tokenizer needed

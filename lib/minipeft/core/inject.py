@@ -127,7 +127,10 @@ def merge(model: nn.Module) -> nn.Module:
         layer.merge()
         parent, child = get_parent(model, name)
         setattr(parent, child, layer.base_layer)
-    # an ordinary model now: nothing left for save_adapter / export_peft (modules_to_save stay in place, trained)
+    # an ordinary model now: nothing left for save_adapter / export_peft (modules_to_save stay in place, trained);
+    # what was merged is remembered, so that serving many users on top of it (AdapterBank) can refuse
+    merged = [c.method for c in getattr(model, "minipeft_configs", [])]
     for attr in ("minipeft_configs", "minipeft_modules_to_save"):
         model.__dict__.pop(attr, None)
+    model.minipeft_merged = [*getattr(model, "minipeft_merged", []), *merged]
     return model

@@ -183,6 +183,16 @@ class PrefixAttention(PeftLayer):
         split = lambda p: p.view(self.n, self.kv_heads, self.head_dim).transpose(0, 1).expand(batch, -1, -1, -1)
         return split(p_k), split(p_v)
 
+    # -- two hooks for serving many users' prefixes in one batch (minipeft.serving.AdapterBank): here every row
+    # has the same n slots, all visible, and the same position shift n
+    def hidden_slots(self, batch: int) -> torch.Tensor | None:
+        """(B, n) bool, True for prefix slots row b must not see (a shorter prefix padded to n), or None."""
+        return None
+
+    def position_offset(self, batch: int) -> int | torch.Tensor:
+        """How far the real tokens' positions are shifted (z = [PREFIX; x]): n, or a (B, 1) tensor of per-row shifts."""
+        return self.n
+
     def attend(self, q, k, v, mask, scale: float, causal: bool, dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
         """q (B, H, T, d_h); k, v (B, H_kv, S, d_h) for the real tokens -> (B, T, H·d_h), probs (B, H, T, n+S)."""
         B, H, T, _ = q.shape
@@ -196,6 +206,9 @@ class PrefixAttention(PeftLayer):
         if self.softcap:
             scores = torch.tanh(scores / self.softcap) * self.softcap
         scores = scores + extend_mask(mask, T, S, self.n, causal, scores.dtype, q.device, self.hide_prefix)
+        hidden = self.hidden_slots(B)                                               # (B, n) or None
+        if hidden is not None:                                                      # (B, 1, 1, n+S): token columns False
+            scores = scores.masked_fill(F.pad(hidden, (0, S))[:, None, None, :], torch.finfo(scores.dtype).min)
         probs = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)             # (B, H, T, n+S)
         if self.record_mass:
             self.last_mass = probs[..., : self.n].sum(-1).detach()                  # (B, H, T)
@@ -263,7 +276,7 @@ class RotaryPrefixAttention(PrefixAttention):
         if position_ids is None:  # the model always passes them; this is its own default
             past = cache.get_seq_length(att.layer_idx) if cache is not None else 0
             position_ids = torch.arange(past, past + T, device=hidden_states.device)[None]
-        cos, sin = self.rotary(v, position_ids + self.n)       # z = [PREFIX; x]: real tokens start at position n
+        cos, sin = self.rotary(v, position_ids + self.position_offset(B))  # z = [PREFIX; x]: tokens start at n
         q, k = self._apply_rope(q, k, cos, sin)                # prefix keys are never rotated
         if cache is not None:
             k, v = cache.update(k, v, att.layer_idx)           # the cache holds real tokens only, (B, H_kv, S, d_h)
