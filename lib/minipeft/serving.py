@@ -336,6 +336,6 @@ def _stack_prefix(tables: list, ref: torch.Tensor):
 
 
 def _prefix_kind(module: nn.Module) -> type:
-    from .methods.prefix import WRAPPERS
+    from .methods.prefix import prefix_wrapper
 
-    return WRAPPERS[type(module).__name__]
+    return prefix_wrapper(module)     # the attention it was saved on took a prefix: its wrapper exists
