@@ -23,6 +23,16 @@ def _seed():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of d = 32 models (`pytestmark = pytest.mark.usefixtures("one_thread")`): a second thread only adds
+    a synchronisation to every tiny op (3x slower on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 QUICK_BUDGET_S = 30  # the chapter standard: ≤ 30 s per chapter in quick mode on the 2-core reference laptop
 
 

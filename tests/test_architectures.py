@@ -143,12 +143,7 @@ CASES = [pytest.param(m, f, id=f"{m}-{f}") for f in FAMILIES for m in METHODS if
 REFUSED = [pytest.param(m, f, id=f"{m}-{f}") for (m, f) in COVERAGE]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # d = 32 models: one thread is faster (conftest)
 
 
 def loss_of(model, batch, target) -> torch.Tensor:

@@ -38,13 +38,7 @@ LINEAR = {"bert": ["query"], "llama": ["q_proj"], "gpt2": ["c_attn"]}
 X = torch.randint(3, 100, (2, 7), generator=torch.Generator().manual_seed(0))  # the one input: a few tokens
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """d = 32: a second thread only adds a synchronisation to every tiny op (3x slower on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # d = 32 models: one thread is faster (conftest)
 
 
 @dataclass(frozen=True)

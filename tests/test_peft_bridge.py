@@ -16,18 +16,12 @@ import pytest
 import torch
 
 import minipeft as mp
-from helpers import randomise
+from helpers import MODELS, randomise
 
 X = torch.randint(3, 100, (2, 7), generator=torch.Generator().manual_seed(0))
-MODELS = {"bert": mp.tiny_encoder, "llama": mp.tiny_decoder, "gpt2": mp.tiny_gpt2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # d = 32 models: one thread is faster (conftest)
 
 
 def first(model) -> torch.Tensor:
