@@ -146,6 +146,29 @@ def test_a_training_step_moves_only_peft_parameters(name, arch):
     assert moved and moved <= trainable
 
 
+@pytest.mark.parametrize("name, arch", cases(lambda method, arch: method.config is not mp.BitFitConfig))
+def test_switched_off_it_is_the_base_model_and_back_on_it_is_itself(name, arch):
+    """mp.disabled(model): the base model's outputs bit for bit inside the block (DPO's reference model, the same
+    network), the adapted outputs after it, nothing changed; a merged layer is refused."""
+    model = build(name, arch)
+    adapted, before = out(model, X), state(model)
+    with mp.disabled(model) as base:
+        assert base is model and torch.equal(out(model, X), base_output(arch))
+    assert torch.equal(out(model, X), adapted)
+    assert_same_state(model, before)
+    if METHODS[name].merge:
+        next(iter(mp.peft_layers(model).values())).merge()
+        with pytest.raises(ValueError, match="merged"), mp.disabled(model):
+            pass
+
+
+def test_nothing_to_switch_off_or_trained_in_place_is_refused():
+    with pytest.raises(ValueError, match="trained in place"), mp.disabled(build("bitfit", "bert")):
+        pass
+    with pytest.raises(ValueError, match="no PEFT layers"), mp.disabled(mp.tiny_encoder()):
+        pass
+
+
 # --------------------------------------------------------------------------------------------- merge
 @pytest.mark.parametrize("name, arch", cases(lambda method, arch: method.merge))
 def test_merge_keeps_outputs_and_unmerge_restores_the_base(name, arch):

@@ -22,7 +22,7 @@ import os
 # `make` sets it for every kernel and test. The numbers computed do not change.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .core import (LinearDeltaLayer, ParallelFFNLayer, PeftConfig, PeftLayer, PeftModule, export_peft, import_peft,
+from .core import (LinearDeltaLayer, ParallelFFNLayer, PeftConfig, PeftLayer, PeftModule, disabled, export_peft, import_peft,
                    inject, load_adapter, merge, peft_layers, print_trainable_parameters, recognise, save_adapter,
                    summary, trainable_parameters)
 from .lab import backbones, chapter, data, exercises, quick_mode, train

@@ -19,6 +19,8 @@ the parameters of every ``PeftLayer`` outside its ``base_layer``, every ``PeftMo
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from torch import nn
 
 from .config import PeftConfig
@@ -134,3 +136,44 @@ def merge(model: nn.Module) -> nn.Module:
         model.__dict__.pop(attr, None)
     model.minipeft_merged = [*getattr(model, "minipeft_merged", []), *merged]
     return model
+
+
+@contextmanager
+def disabled(model: nn.Module):
+    """Inside the block the model IS its base model: every PEFT layer is swapped for the layer it wraps and every soft
+    prompt is switched off; all come back afterwards, trained values untouched. (peft: ``disable_adapter()``.)
+
+        with torch.no_grad(), minipeft.disabled(model):
+            reference = model(**batch).logits          # DPO's reference model: the same network, adapter off
+
+    Refused, before anything changes, where the base model is no longer there to switch to: a merged layer (its ΔW
+    is inside W0), or parameters trained in place (BitFit's biases, a modules_to_save head)."""
+    layers = peft_layers(model)
+    prompts = [m for m in model.modules() if getattr(m, "_minipeft_prompt_hook", None) is not None]
+    merged = [n for n, layer in layers.items() if layer.merged]
+    inside = tuple(n + "." for n in layers)
+    peft_owned = {id(p) for m in model.modules() if isinstance(m, PeftModule)
+                  for _, p in (m.peft_named_parameters() if isinstance(m, PeftLayer) else m.named_parameters())}
+    in_place = [n for n, p in model.named_parameters()
+                if p.requires_grad and not n.startswith(inside) and id(p) not in peft_owned]
+    if not getattr(model, "minipeft_configs", None):
+        raise ValueError("This model has no PEFT layers or prompts to switch off: inject(model, config) first.")
+    if merged:
+        raise ValueError(f"{merged[:2]} are merged (ΔW is inside W0): unmerge them first, then switch them off.")
+    if in_place:
+        raise ValueError(f"{in_place[:3]} are the model's own parameters, trained in place (BitFit, modules_to_save): "
+                         "switching the adapters off would keep them, so there is no base model to switch to.")
+    swapped = []
+    try:
+        for name, layer in sorted(layers.items(), key=lambda item: -len(item[0])):  # a layer inside a layer first
+            parent, child = get_parent(model, name)
+            setattr(parent, child, layer.base_layer)
+            swapped.append((parent, child, layer))
+        for m in prompts:
+            m.minipeft_disabled = True
+        yield model
+    finally:
+        for parent, child, layer in reversed(swapped):
+            setattr(parent, child, layer)
+        for m in prompts:
+            m.minipeft_disabled = False

@@ -128,8 +128,10 @@ def _shift_positions(pos: torch.Tensor, n: int, prefill: bool) -> torch.Tensor:
     return torch.cat([prompt_pos, pos + n], dim=1)  # (B, n+T)
 
 
-def prepend_prompt(backbone: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+def prepend_prompt(backbone: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
     """Forward pre-hook: rewrite the call so the model sees [P ; X] (see the module docstring)."""
+    if getattr(backbone, "minipeft_disabled", False):       # inside minipeft.disabled(model): the base model
+        return None
     names = list(inspect.signature(backbone.forward).parameters)
     kwargs = {**dict(zip(names, args)), **kwargs}  # positional arguments -> keywords
     encoder = backbone.prompt_encoder
@@ -166,7 +168,9 @@ def prepend_prompt(backbone: nn.Module, args: tuple, kwargs: dict) -> tuple[tupl
 # has n + T positions and the decoder's cross-attention mask needs n more columns. generate() calls the encoder on its
 # own and then the whole model with the encoder's output, so the prompt is prepended by a hook on the encoder, and a
 # hook on the whole model widens the mask it hands the decoder (and the encoder: that one then leaves it alone).
-def prepend_to_encoder(backbone: nn.Module, encoder: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+def prepend_to_encoder(backbone: nn.Module, encoder: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    if getattr(backbone, "minipeft_disabled", False):
+        return None
     names = list(inspect.signature(encoder.forward).parameters)
     kwargs = {**dict(zip(names, args)), **kwargs}
     prompt = backbone.prompt_encoder
@@ -182,7 +186,9 @@ def prepend_to_encoder(backbone: nn.Module, encoder: nn.Module, args: tuple, kwa
     return (), kwargs
 
 
-def widen_cross_attention_mask(backbone: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+def widen_cross_attention_mask(backbone: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    if getattr(backbone, "minipeft_disabled", False):
+        return None
     names = list(inspect.signature(backbone.forward).parameters)
     kwargs = {**dict(zip(names, args)), **kwargs}
     mask = kwargs.get("attention_mask")
