@@ -56,11 +56,10 @@ class Choices:
         return int(self.attention_mask.sum())
 
 
-def choices_from_ids(prompts: list[list[int]], answers: list[list[int]], pad_id: int = 0) -> Choices:
-    """Every prompt followed by every answer: row b·C + c is prompt b + answer c."""
-    if not prompts or not answers or any(len(a) == 0 for a in answers):
+def _batch(rows: list[tuple[list[int], list[int]]], n_choices: int, pad_id: int) -> Choices:
+    """(prompt ids, answer ids) rows -> one right-padded batch; answer_mask marks each row's answer tokens."""
+    if not rows or any(len(a) == 0 for _, a in rows):
         raise ValueError("give at least one prompt and one non-empty answer per label (the verbaliser).")
-    rows = [(p, a) for p in prompts for a in answers]
     width = max(len(p) + len(a) for p, a in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention, answer = torch.zeros_like(ids), torch.zeros_like(ids)
@@ -68,7 +67,21 @@ def choices_from_ids(prompts: list[list[int]], answers: list[list[int]], pad_id:
         ids[i, :len(p) + len(a)] = torch.tensor(p + a)
         attention[i, :len(p) + len(a)] = 1
         answer[i, len(p):len(p) + len(a)] = 1
-    return Choices(ids, attention, answer, len(answers))
+    return Choices(ids, attention, answer, n_choices)
+
+
+def choices_from_ids(prompts: list[list[int]], answers: list[list[int]], pad_id: int = 0) -> Choices:
+    """Every prompt followed by every answer: row b·C + c is prompt b + answer c."""
+    if not prompts or not answers:
+        raise ValueError("give at least one prompt and one non-empty answer per label (the verbaliser).")
+    return _batch([(p, a) for p in prompts for a in answers], len(answers), pad_id)
+
+
+def pairs_from_ids(prompts: list[list[int]], answers: list[list[int]], pad_id: int = 0) -> Choices:
+    """Prompt i followed by ITS answer i (one answer per prompt: a response to score, chapter 11's DPO)."""
+    if len(prompts) != len(answers):
+        raise ValueError(f"one answer per prompt: {len(prompts)} prompts, {len(answers)} answers.")
+    return _batch(list(zip(prompts, answers)), 1, pad_id)
 
 
 def encode(tokenizer, prompts: list[str], answers: tuple[str, ...] | list[str]) -> Choices:
