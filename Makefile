@@ -62,9 +62,11 @@ reference: setup
 	@test -n "$(CHAPTER)" || { echo "usage: make reference CHAPTER=02_lora [JOBS=2]   (grids: python -m minipeft.lab.reference --check)"; exit 2; }
 	$(BIN)/python -m minipeft.lab.reference $(CHAPTER) --jobs $(JOBS)
 
-# Regenerate every student notebook in exercises/ from its source in solutions/ (otter assign), plus autograder copies in build/release.
+# Regenerate every student notebook in exercises/ from its source in solutions/ (otter assign), plus autograder copies in build/release
+# (Gradescope-complete zips: docs/teaching.md), and course/index.ipynb from the chapters.
 release: setup
 	$(BIN)/python tools/release.py
+	$(BIN)/python tools/course.py --write-index
 
 # The answer key of one chapter, for after its deadline: build/answers/NN_x.ipynb (solutions + public checks, no hidden test).
 #   make answers CHAPTER=02_lora

@@ -124,6 +124,21 @@ def url(port: int, token: str, open_path: str = "course/index.ipynb") -> str:
     return f"http://127.0.0.1:{port}/lab/tree/{open_path}?token={token}"
 
 
+def serve(root: Path, open_path: str, env: dict | None = None, port: int = 0, browser: bool = True) -> int:
+    """JupyterLab on `root` opening `open_path`; once it is up, its URL and how to stop it are printed (Jupyter's
+    start-up lines bury its own URL). Returns when it stops (make course, make demo OPEN=1)."""
+    port, token = port or free_port(), secrets.token_hex(16)
+    lab = subprocess.Popen(lab_command(root, port, token, open_path, browser=browser), env=env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is JupyterLab's: it asks, a second one stops its kernels
+    while lab.poll() is None and not wait_for_port(port, timeout=1.0):
+        pass
+    if lab.poll() is None:
+        print(f"\n[course] The course is open at  {url(port, token, open_path)}\n"
+              f"[course] To stop it: press Ctrl-C twice in this terminal.\n", flush=True)
+    status = lab.wait()
+    return 0 if status == -signal.SIGINT else status
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
@@ -141,17 +156,8 @@ def main(argv=None) -> int:
             print(f"[course] {INDEX.relative_to(ROOT)} is out of date: run `python tools/course.py --write-index`")
             return 1
         return 0
-    port, token = args.port or free_port(), secrets.token_hex(16)
     env = dict(os.environ, MINIPEFT_QUICK="1") if args.quick else None
-    lab = subprocess.Popen(lab_command(ROOT, port, token, browser=not args.no_browser), env=env)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is JupyterLab's: it asks, a second one stops its kernels
-    while lab.poll() is None and not wait_for_port(port, timeout=1.0):
-        pass
-    if lab.poll() is None:  # printed after Jupyter's start-up lines, which bury its own URL
-        print(f"\n[course] The course is open at  {url(port, token)}\n"
-              f"[course] To stop it: press Ctrl-C twice in this terminal.\n", flush=True)
-    status = lab.wait()
-    return 0 if status == -signal.SIGINT else status
+    return serve(ROOT, "course/index.ipynb", env, args.port, browser=not args.no_browser)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import argparse
 import copy
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -124,8 +123,10 @@ def main(argv=None) -> int:
               "(arrow keys; Esc shows every slide)")
     if args.open:
         # quick mode in JupyterLab too: a cell re-run live takes seconds, as the executed copies did
-        return subprocess.call([sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={args.out}"],
-                               env=dict(os.environ, MINIPEFT_QUICK="1"))
+        from course import serve  # tools/course.py: what make course runs (URL printed, Ctrl-C twice stops it)
+
+        first = written[0].relative_to(args.out).as_posix()
+        return serve(args.out, first, env=dict(os.environ, MINIPEFT_QUICK="1"))
     return 0
 
 
