@@ -62,6 +62,8 @@ def peft_configs():
                                             feedforward_modules=["output.dense"])),
         "ia3-llama": ("llama", peft.IA3Config(target_modules=["k_proj", "v_proj", "down_proj"],
                                               feedforward_modules=["down_proj"])),
+        "ia3-gpt2": ("gpt2", peft.IA3Config(target_modules=["c_attn", "mlp.c_proj"], feedforward_modules=["mlp.c_proj"],
+                                            fan_in_fan_out=True)),
         "loha-bert": ("bert", peft.LoHaConfig(r=2, alpha=4, target_modules=["query", "value"])),
         "lokr-llama": ("llama", peft.LoKrConfig(r=2, alpha=4, target_modules=["q_proj", "v_proj"])),
         "lokr-patterns-bert": ("bert", peft.LoKrConfig(r=2, alpha=4, target_modules=["query", "value"],
@@ -76,9 +78,7 @@ def peft_configs():
     }
 
 
-CASES = ["lora-bert", "lora-gpt2", "rslora-llama", "lora-patterns-llama", "lora-head-llama", "ia3-bert", "ia3-llama",
-         "loha-bert", "lokr-llama", "lokr-patterns-bert", "adalora-llama", "prompt-llama", "prompt-bert",
-         "ptuning-llama", "prefix-llama"]
+CASES = list(peft_configs())  # every adapter above, saved by peft itself
 
 
 @pytest.mark.parametrize("case", CASES)
