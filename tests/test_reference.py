@@ -347,3 +347,19 @@ def test_a_chapter_09_job_scores_out_of_distribution_on_vader_s_other_domains():
     assert sorted(ood) == ["amazon", "nyt", "tweets"]
     assert all(len(v["predictions"]) == 64 and 0 <= v["accuracy"] <= 1 and len(v["labels"]) == 12
                for v in ood.values())
+
+
+@pytest.mark.parametrize("name", ["full, in turn", "lora per domain", "full, multi-task"])
+def test_a_chapter_12_job_scores_every_domain_after_every_stage(name):
+    """The 12 grid's domain jobs on a slice (32 rows per domain, one step per stage): the final predictions cover the
+    three test splits in order, and every stage has every domain's accuracy and predictions."""
+    from minipeft.lab.reference.jobs import run_job
+
+    record = run_job(GRIDS["12_forgetting"].job(f"{name}/seed=0"), limit=32, progress=False)
+    metrics, stages = record["metrics"], record["metrics"]["stages"]
+    assert metrics["order"] == ["amazon", "nyt", "tweets"] and len(metrics["predictions"]) == 96
+    assert len(stages) == (1 if "multi" in name else 3) and record["test"]["examples"] == 96
+    assert all(sorted(s) == ["amazon", "nyt", "tweets"] and all(len(v["predictions"]) == 32 for v in s.values())
+               for s in stages)
+    if name == "lora per domain":     # amazon's own adapter is untouched by the later stages: same predictions
+        assert stages[0]["amazon"] == stages[1]["amazon"] == stages[2]["amazon"]

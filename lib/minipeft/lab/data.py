@@ -126,6 +126,15 @@ def vader_domains(neutral_band: float = 0.5, domains: tuple[str, ...] = tuple(as
     return DatasetDict(out)
 
 
+def domain_splits(domains: tuple[str, ...] = ("amazon", "nyt", "tweets"), test_size: float | int = 0.2,
+                  neutral_band: float = 0.5, seed: int = SEED):
+    """{domain: DatasetDict(train, test)} of VADER's domains, each split once, stratified by label, with the course's
+    seed: every chapter that trains on a domain and tests on it uses the same rows. (Never "movies" next to a model
+    trained on Rotten Tomatoes: they come from the same source.)"""
+    vader = vader_domains(neutral_band=neutral_band, domains=domains)
+    return {d: vader[d].train_test_split(test_size=test_size, seed=seed, stratify_by_column="label") for d in vader}
+
+
 def kjv():
     """The King James Bible as a Dataset with columns text, book, chapter, verse (31,102 verses)."""
     from datasets import Dataset

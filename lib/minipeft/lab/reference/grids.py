@@ -202,3 +202,24 @@ _add(Grid("09_choosing", note="every family on Rotten Tomatoes, scored in and ou
     Config("methods", "ia3 k,v,ff", IA3_PAPER, {"lr": 1e-2}, after=("ood_vader",)),
     Config("methods", "bitfit all", {"method": "bitfit"}, {"lr": 5e-3}, after=("ood_vader",)),
 )))
+
+# Chapter 12. Forgetting: VADER's amazon -> nyt -> tweets as three tasks (each split 80/20 once, data.domain_splits;
+# 2,230-2,689 training snippets per domain, 558-673 test snippets). Full fine-tuning of one classifier on the domains
+# in turn, every domain scored after every stage (the forgetting curve); LoRA trained in turn on ONE adapter (does a
+# small update forget too?); one LoRA per domain on the frozen base (nothing to forget: measured); and multi-task
+# training on all three at once, the upper bound that needs every task's data at the same time. Learning rates are
+# the earlier chapters' (full fine-tuning 5e-5, as chapter 00; LoRA 1e-3, as chapter 02); one epoch per domain.
+# Cost (estimate): a full fine-tuning stage ≈ 1 min of training on 2 idle cores, a LoRA stage ≈ 0.6 min, plus
+# scoring the three test splits after every stage: ≈ 12 job-min per seed, ≈ 20 min for the grid with two jobs.
+DOMAINS = ["amazon", "nyt", "tweets"]
+LORA_QV8 = {"method": "lora", "r": 8, "alpha": 16, "targets": QV}
+_add(Grid("12_forgetting", note="full fine-tuning vs LoRA across VADER domains in turn; per-domain LoRA; multi-task",
+          data="vader amazon -> nyt -> tweets: 80/20 stratified split per domain (seed 0), neutral band 0.5",
+          planned=True, configs=(
+    Config("sequence", "full, in turn", {"method": "sequence", "order": DOMAINS, "inner": {"method": "full"}},
+           {"lr": 5e-5}),
+    Config("sequence", "lora, in turn", {"method": "sequence", "order": DOMAINS, "inner": LORA_QV8}, {"lr": 1e-3}),
+    Config("sequence", "lora per domain", {"method": "per_task", "order": DOMAINS, "inner": LORA_QV8}, {"lr": 1e-3}),
+    Config("sequence", "full, multi-task", {"method": "multitask", "order": DOMAINS, "inner": {"method": "full"}},
+           {"lr": 5e-5}),
+)))

@@ -49,6 +49,14 @@ def splits(max_length: int):
     return data.tokenize(rt["train"], tokenizer, max_length), data.tokenize(rt["test"], tokenizer, max_length)
 
 
+@functools.lru_cache(maxsize=4)
+def domain_splits(max_length: int) -> dict:
+    """{domain: (train, test)} of VADER's amazon, nyt and tweets (data.domain_splits), tokenised once per process."""
+    _, tokenizer = encoder_and_tokenizer()
+    return {d: (data.tokenize(s["train"], tokenizer, max_length), data.tokenize(s["test"], tokenizer, max_length))
+            for d, s in data.domain_splits().items()}
+
+
 def test_labels() -> tuple[int, ...]:
     return tuple(rotten_tomatoes()["test"]["label"])
 
@@ -197,11 +205,14 @@ def decode(text: str) -> list[int]:
 def run_job(job: Job, limit: int | None = None, progress: bool = True) -> dict:
     encoder, tokenizer = encoder_and_tokenizer()
     settings = job.config.settings()
+    start = time.perf_counter()
+    if job.config.method["method"] in DOMAIN_JOBS:
+        metrics, test_labels_ = _domains(job, encoder, tokenizer, settings, limit, progress)
+        return _record(job, metrics, start, test_labels_, limit)
     train, test = splits(settings["max_length"])
     if limit is not None:
         train, test = train.select(range(min(limit, len(train)))), test.select(range(min(limit, len(test))))
     method = build_method(job.config.method, tokenizer)
-    start = time.perf_counter()
     if method == "probe":
         rt = rotten_tomatoes()
         metrics = _probe(job, encoder, tokenizer, rt["train"]["text"][:len(train)], train["label"],
@@ -217,15 +228,64 @@ def run_job(job: Job, limit: int | None = None, progress: bool = True) -> dict:
                        examples_per_s=result.examples_per_s, train_seconds=result.train_time)
         for analysis in job.config.after:  # (a smoke run's limit cuts an analysis's own data too)
             metrics[analysis] = ANALYSES[analysis](model, tokenizer, test, dict(settings, limit=limit))
+    return _record(job, metrics, start, test["label"], limit)
+
+
+def _record(job: Job, metrics: dict, start: float, labels, limit: int | None) -> dict:
     record = dict(chapter=job.chapter, experiment=job.config.experiment, name=job.config.name,
                   config=job.config.as_dict(), seed=job.seed, job=job.id, key=job.key,
                   metrics=metrics, seconds=round(time.perf_counter() - start, 1),
-                  test=dict(examples=len(test), labels=labels_fingerprint(test["label"])),
+                  test=dict(examples=len(labels), labels=labels_fingerprint(labels)),
                   commit=commit(), hardware=hardware(), versions=versions(),
                   finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     if limit is not None:
         record["limit"] = limit
     return record
+
+
+# --------------------------------------------------------------------------------------------- tasks in turn
+# Chapter 12: VADER's domains as tasks, {"method": "sequence" | "per_task" | "multitask", "order": [domains],
+# "inner": a method dict}. "sequence": ONE classifier trained on each domain in turn (fit_sequence: every domain
+# scored after every stage: the forgetting curve); "per_task": one classifier per domain, same order (fit_per_task);
+# "multitask": one classifier on all domains' training rows at once. Each domain is trained for the config's epochs.
+# "accuracy" and "predictions" are the FINAL model's on the domains' test splits concatenated in `order` (so
+# Reference.compare pairs any two such runs); "stages" holds every stage's accuracy and predictions per domain.
+DOMAIN_JOBS = ("sequence", "per_task", "multitask")
+
+
+def _domains(job: Job, encoder, tokenizer, settings: dict, limit: int | None, progress: bool):
+    from datasets import concatenate_datasets
+
+    from ..train import fit_per_task, fit_sequence
+
+    spec = job.config.method
+    order, inner = list(spec["order"]), build_method(spec["inner"], tokenizer)
+    parts = domain_splits(settings["max_length"])
+    cut = (lambda ds: ds.select(range(min(limit, len(ds))))) if limit else (lambda ds: ds)
+    train_sets, tests = {d: cut(parts[d][0]) for d in order}, {d: cut(parts[d][1]) for d in order}
+    config = TrainConfig(**settings, seed=job.seed, progress=progress, desc=f"{job.chapter} {job.id}")
+    if spec["method"] == "multitask":
+        together = concatenate_datasets(list(train_sets.values())).shuffle(seed=job.seed)
+        model, result = chapter.run(encoder, tokenizer, together, None, inner, config)
+        final = {d: predict(model, tokenizer, t, config.eval_batch_size, config.max_length) for d, t in tests.items()}
+        stages = [{d: accuracy(p, tests[d]["label"]) for d, p in final.items()}]
+        stage_preds, seconds, losses = [final], result.train_time, result.losses
+    else:
+        if spec["method"] == "sequence":
+            result = fit_sequence(chapter.classifier(encoder, inner, seed=job.seed), tokenizer, train_sets, tests,
+                                  config)
+        else:
+            result = fit_per_task({d: chapter.classifier(encoder, inner, seed=job.seed) for d in order}, tokenizer,
+                                  train_sets, tests, config)
+        stages, stage_preds, seconds = result.accuracy, result.predictions, result.train_time
+        losses = [x for stage in result.losses for x in stage]
+    labels = [y for d in order for y in tests[d]["label"]]
+    final = [p for d in order for p in stage_preds[-1][d]]
+    metrics = dict(accuracy=accuracy(final, labels), predictions=encode(final), train_seconds=seconds,
+                   stages=[{d: dict(accuracy=acc[d], predictions=encode(preds[d])) for d in order}
+                           for acc, preds in zip(stages, stage_preds)],
+                   loss_curve=_curve(losses), order=order)
+    return metrics, labels
 
 
 def _probe(job, encoder, tokenizer, train_text, train_labels, test_text, test_labels_, settings, progress) -> dict:
