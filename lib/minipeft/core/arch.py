@@ -122,8 +122,8 @@ def recognise(model: nn.Module) -> Architecture:
 
     arch = Architecture(model_type(model), _kind(model))
     names: dict[str, list[str]] = {role: [] for role in ROLES}
-    modules = dict(model.named_modules())
-    for block in _blocks(model):
+    modules = dict(model.named_modules(remove_duplicate=False))  # a module shared by blocks (the prefix table)
+    for block in _blocks(model):                                    # is found under each block's name
         attention, ffn = [], []
         for rel, module in modules[block].named_modules():
             if not rel or not _is_linear(module):
