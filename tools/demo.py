@@ -92,7 +92,8 @@ def slides(executed: Path, out: Path, reveal_prefix: str | None = None) -> Path:
     import nbformat
     from nbconvert import SlidesExporter
 
-    exporter = SlidesExporter(reveal_scroll=True)        # a long output scrolls instead of leaving the slide
+    # a long output scrolls instead of leaving the slide; 1400 px wide: the chapters' 120-character code lines fit
+    exporter = SlidesExporter(reveal_scroll=True, reveal_width="1400", reveal_number="c/t")
     if reveal_prefix:
         exporter.reveal_url_prefix = reveal_prefix
     nb = nbformat.from_dict(slide_types(nbformat.read(executed, as_version=4)))  # sources as strings
