@@ -363,3 +363,19 @@ def test_a_chapter_12_job_scores_every_domain_after_every_stage(name):
                for s in stages)
     if name == "lora per domain":     # amazon's own adapter is untouched by the later stages: same predictions
         assert stages[0]["amazon"] == stages[1]["amazon"] == stages[2]["amazon"]
+
+
+def test_a_grid_s_labels_are_its_own_test_set():
+    """Chapter 12's runs are scored on the three domains' test splits (in the configs' order), every other grid on
+    Rotten Tomatoes' test split; a grid that would mix the two is refused."""
+    from minipeft.lab import data
+    from minipeft.lab.reference.jobs import grid_labels, test_labels
+
+    parts = data.domain_splits()
+    assert grid_labels(GRIDS["12_forgetting"]) == tuple(y for d in ("amazon", "nyt", "tweets")
+                                                         for y in parts[d]["test"]["label"])
+    assert len(grid_labels(GRIDS["12_forgetting"])) == 589 + 558 + 673
+    assert grid_labels(GRIDS["02_lora"]) == test_labels()
+    mixed = Grid("mixed", (GRIDS["12_forgetting"].configs[0], Config("e", "head", {"method": "head"})))
+    with pytest.raises(ValueError, match="one grid, one test set"):
+        grid_labels(mixed)

@@ -57,6 +57,20 @@ def domain_splits(max_length: int) -> dict:
             for d, s in data.domain_splits().items()}
 
 
+def grid_labels(grid) -> tuple[int, ...]:
+    """The test labels a grid's runs are scored on, in their predictions' order: Rotten Tomatoes' test split, or for
+    a grid of domain jobs (chapter 12) the domains' test splits concatenated in the configs' common order."""
+    domain_jobs = {c.method["method"] in DOMAIN_JOBS for c in grid.configs}
+    if domain_jobs == {False}:
+        return test_labels()
+    orders = {tuple(c.method["order"]) for c in grid.configs if c.method["method"] in DOMAIN_JOBS}
+    if domain_jobs != {True} or len(orders) != 1:
+        raise ValueError(f"grid {grid.chapter}: its runs are scored on different test sets (domain orders {orders}, "
+                         "or domain jobs next to Rotten Tomatoes jobs): one grid, one test set.")
+    parts = data.domain_splits()
+    return tuple(y for d in orders.pop() for y in parts[d]["test"]["label"])
+
+
 def test_labels() -> tuple[int, ...]:
     return tuple(rotten_tomatoes()["test"]["label"])
 
