@@ -379,3 +379,14 @@ def test_a_grid_s_labels_are_its_own_test_set():
     mixed = Grid("mixed", (GRIDS["12_forgetting"].configs[0], Config("e", "head", {"method": "head"})))
     with pytest.raises(ValueError, match="one grid, one test set"):
         grid_labels(mixed)
+
+
+def test_seed_spread_over_the_committed_reference_runs():
+    """One row per configuration of every written chapter's grid; the range is what the seed alone moves."""
+    from minipeft.lab.reference.results import seed_spread
+
+    rows = seed_spread()
+    written = [c for c, g in GRIDS.items() if not g.planned]
+    assert len(rows) == sum(len(GRIDS[c].configs) for c in written)
+    assert all(r["seeds"] >= 3 and 0 <= r["range"] == r["highest"] - r["lowest"] < 0.1 for r in rows)
+    assert any(r["range"] > 0 for r in rows)          # the seed does move some: not every run is identical

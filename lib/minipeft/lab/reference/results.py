@@ -219,3 +219,19 @@ def load(chapter: str) -> Reference:
     for other, name in grid.borrowed:       # another chapter's runs of the same seeds, read (and checked) from its file
         done.update({r["key"]: r for r in load(other).runs(name)})
     return Reference(grid, done, labels)
+
+
+def seed_spread(chapters: list[str] | None = None) -> list[dict]:
+    """How much a configuration's accuracy moves with the seed alone (the instability the notes list among PEFT's
+    challenges), over the committed reference runs: one row per configuration of every written chapter's grid
+    (planned grids are still running): chapter, config, seeds, lowest, highest, range = highest − lowest."""
+    from .grids import GRIDS
+
+    rows = []
+    for chapter in chapters or [c for c, g in GRIDS.items() if not g.planned]:
+        ref = load(chapter)
+        for config in ref.grid.configs:
+            acc = ref.accuracies(config.name)
+            rows.append(dict(chapter=chapter, config=config.name, seeds=len(acc), lowest=float(acc.min()),
+                             highest=float(acc.max()), range=float(acc.max() - acc.min())))
+    return rows
