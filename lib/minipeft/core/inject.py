@@ -67,14 +67,20 @@ def inject(model: nn.Module, config: PeftConfig) -> nn.Module:
     return model
 
 
-def peft_parameter_names(model: nn.Module) -> list[str]:
-    """Full names of the PEFT parameters (see the module docstring): what inject trains and save_adapter saves."""
-    chosen: set[int] = set()  # by id: a tied tensor is one parameter however many names it has
+def peft_module_parameter_ids(model: nn.Module) -> set[int]:
+    """ids of the parameters the PEFT modules own (a layer's own, never its base_layer's)."""
+    chosen: set[int] = set()
     for module in model.modules():
         if isinstance(module, PeftLayer):
             chosen |= {id(p) for _, p in module.peft_named_parameters()}
         elif isinstance(module, PeftModule):
             chosen |= {id(p) for p in module.parameters()}
+    return chosen
+
+
+def peft_parameter_names(model: nn.Module) -> list[str]:
+    """Full names of the PEFT parameters (see the module docstring): what inject trains and save_adapter saves."""
+    chosen = peft_module_parameter_ids(model)  # by id: a tied tensor is one parameter however many names it has
     params = dict(model.named_parameters())
     for config in getattr(model, "minipeft_configs", []):
         chosen |= {id(params[name]) for name in config.extra_trainable(model)}
@@ -152,8 +158,7 @@ def disabled(model: nn.Module):
     prompts = [m for m in model.modules() if getattr(m, "_minipeft_prompt_hook", None) is not None]
     merged = [n for n, layer in layers.items() if layer.merged]
     inside = tuple(n + "." for n in layers)
-    peft_owned = {id(p) for m in model.modules() if isinstance(m, PeftModule)
-                  for _, p in (m.peft_named_parameters() if isinstance(m, PeftLayer) else m.named_parameters())}
+    peft_owned = peft_module_parameter_ids(model)
     in_place = [n for n, p in model.named_parameters()
                 if p.requires_grad and not n.startswith(inside) and id(p) not in peft_owned]
     if not getattr(model, "minipeft_configs", None):
