@@ -179,6 +179,22 @@ _add(Grid("08_unified", note="He et al.: attention vs FFN at equal budget; the s
 ), borrowed=(("02_lora", "head only"), ("01_adapters", "pfeiffer m=64"), ("01_adapters", "parallel m=64"),
              ("03_prefix", "prefix n=10 MLP"))))
 
+# Chapter 09's tuning advice (the notes' "method tuning"; issue 18 §2) and chapter 12's "hyper-parameter
+# sensitivity": each method's learning rate ten times smaller and ten times larger than the one its chapter uses
+# (the "methods" runs above), everything else equal. One seed each (seed 0, paired with the default's seed 0): a
+# factor of ten moves accuracy far more than the seed does (reference.seed_spread: median 0.006, largest 0.021), and
+# the chapter judges every shift against that spread. Cost (estimate): 14 runs ≈ 35 job-min ≈ 18 min on 2 idle cores.
+_LR_METHODS = (("full fine-tuning", {"method": "full"}, 5e-5),
+               ("lora qv r=8", {"method": "lora", "r": 8, "alpha": 16, "targets": QV}, 1e-3),
+               ("houlsby m=32", {"method": "adapter", "kind": "houlsby", "bottleneck": 32}, 1e-3),
+               ("prefix n=10 MLP", PREFIX_MLP, 1e-3),
+               ("prompt n=20 labels", {"method": "prompt", "length": 20, "init": "labels",
+                                       "label_words": LABEL_WORDS, "tokenizer": "<tokenizer>"}, 3e-2),
+               ("ia3 k,v,ff", IA3_PAPER, 1e-2),
+               ("bitfit all", {"method": "bitfit"}, 5e-3))
+LR_SWEEP = tuple(Config("learning rate", f"{name} lr x{factor:g}", method, {"lr": lr * factor}, seeds=(0,))
+                 for name, method, lr in _LR_METHODS for factor in (0.1, 10))
+
 # Chapter 09. Choosing a method: every family once, at the settings its own chapter uses, trained on Rotten Tomatoes
 # and scored twice: in distribution (its test split) and out of distribution on VADER's amazon, nyt and tweets
 # snippets (the "ood_vader" analysis: every snippet of each domain, 2,788-3,362 each; never VADER's movies, which come
@@ -201,6 +217,7 @@ _add(Grid("09_choosing", note="every family on Rotten Tomatoes, scored in and ou
            after=("ood_vader",)),
     Config("methods", "ia3 k,v,ff", IA3_PAPER, {"lr": 1e-2}, after=("ood_vader",)),
     Config("methods", "bitfit all", {"method": "bitfit"}, {"lr": 5e-3}, after=("ood_vader",)),
+    *LR_SWEEP,
 )))
 
 # Chapter 12. Forgetting: VADER's amazon -> nyt -> tweets as three tasks (each split 80/20 once, data.domain_splits;
