@@ -81,6 +81,17 @@ def is_linear(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or type(module).__name__ in ("Conv1D", "Int8Linear")  # (minipeft.quantize)
 
 
+def is_norm(module: nn.Module) -> bool:
+    """A normalisation layer: nn.LayerNorm, or a model's own LayerNorm / RMSNorm class (Llama, T5, Qwen...)."""
+    return isinstance(module, nn.LayerNorm) or type(module).__name__.endswith(("LayerNorm", "RMSNorm"))
+
+
+def norm_parameter_names(model: nn.Module) -> list[str]:
+    """The parameters of every normalisation layer of ``model`` (their gains and biases), by name."""
+    return [f"{mname}.{pname}" for mname, module in model.named_modules() if is_norm(module)
+            for pname, _ in module.named_parameters()]
+
+
 def linear_shape(module: nn.Module) -> tuple[int, int]:
     """(d_out, d_in) of an nn.Linear or a Conv1D."""
     w = module.weight

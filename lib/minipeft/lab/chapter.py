@@ -7,8 +7,9 @@ a method injected (or only the head trained, or everything), one training run.
     chapter.run(encoder, tok, train_ds, eval_ds, mp.AdaLoRAConfig(tinit=3, tfinal=5), config)   # schedule + hooks set
 
 ``method`` is a minipeft config (its method is injected; the new head always trains with it), ``"head"`` (a probe
-trained through the loop: only the head learns), ``"top"`` (the top encoder layer and the head) or ``"full"`` (full
-fine-tuning). Same seed -> same numbers: the seed
+trained through the loop: only the head learns), ``"layernorm"`` (every LayerNorm's gain and bias and the head:
+the part of Houlsby's recipe that is not an adapter), ``"top"`` (the top encoder layer and the head) or ``"full"``
+(full fine-tuning). Same seed -> same numbers: the seed
 fixes the head's initialisation and the method's random init, then ``fit`` fixes the data order with the same seed.
 """
 
@@ -21,12 +22,13 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from ..core.checks import norm_parameter_names
 from ..core.config import PeftConfig
 from ..core.inject import inject
 from .train import MeanPoolClassifier, TrainConfig, TrainResult, fit, planned_steps
 
 HEAD = "head"  # MeanPoolClassifier's classification layer
-METHODS = ("head", "top", "full")
+METHODS = ("head", "layernorm", "top", "full")
 
 
 def majority_accuracy(labels) -> float:
@@ -41,6 +43,15 @@ def train_head_only(model: nn.Module) -> nn.Module:
     """Freeze everything but the classification head (a linear probe trained through the loop)."""
     for name, p in model.named_parameters():
         p.requires_grad_(name.split(".")[0] == HEAD)
+    return model
+
+
+def train_layernorms(model: nn.Module) -> nn.Module:
+    """Freeze everything but the head and every LayerNorm of the encoder (Houlsby §2.1 trains these with the
+    adapters; alone they are a baseline: 2 x 2d numbers per layer, 9,216 in MiniLM, plus the head)."""
+    norms = set(norm_parameter_names(model))
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in norms or name.split(".")[0] == HEAD)
     return model
 
 
@@ -80,6 +91,8 @@ def classifier(encoder: nn.Module, method: PeftConfig | list[PeftConfig] | str =
     model = MeanPoolClassifier(copy.deepcopy(encoder), num_labels=num_labels)
     if method == "head":
         return train_head_only(model)
+    if method == "layernorm":
+        return train_layernorms(model)
     if method == "top":
         return train_top_layers(model)
     if method == "full":

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..core.checks import (FFN_BLOCK, check_choice, check_int, check_positive, linear_shape,
-                           require_ffn_block, require_linear)
+                           norm_parameter_names, require_ffn_block, require_linear)
 from ..core.config import PeftConfig
 from ..core.inject import peft_layers
 from ..core.layers import ParallelFFNLayer, PeftLayer
@@ -179,9 +179,7 @@ class AdapterConfig(PeftConfig):
         """Houlsby §2.1: 'the layer normalization parameters' are trained too (RMSNorm in Llama)."""
         if not self.train_layernorm:
             return []
-        return [f"{mname}.{pname}" for mname, module in model.named_modules()
-                if isinstance(module, nn.LayerNorm) or type(module).__name__.endswith(("LayerNorm", "RMSNorm"))
-                for pname, _ in module.named_parameters()]
+        return norm_parameter_names(model)
 
     def to_peft(self, model: nn.Module):
         raise TypeError("Hugging Face peft has no bottleneck adapters (Houlsby, Pfeiffer or parallel), so they cannot "

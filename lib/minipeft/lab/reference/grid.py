@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 # config says otherwise, and is scored on the WHOLE test split (1,276 snippets): one standard error ≈ 0.011.
 TRAIN_DEFAULTS = dict(epochs=1.0, batch_size=32, max_length=64, lr=5e-4, warmup_ratio=0.06, weight_decay=0.01,
                       grad_clip=1.0, eval_batch_size=128)
-BASELINES = ("head", "full", "top", "probe")  # methods that are not a minipeft config (see jobs.build_method)
+BASELINES = ("head", "layernorm", "full", "top", "probe")  # methods that are not a minipeft config (see jobs.build_method)
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,16 @@ class Config:
     train: dict = field(default_factory=dict)  # TrainConfig fields that differ from TRAIN_DEFAULTS
     after: tuple[str, ...] = ()          # analyses of the trained model (jobs.ANALYSES), stored with the run
     seeds: tuple[int, ...] | None = None  # None: the grid's seeds; 5 where the effect is small
+    train_rows: int | None = None        # train on a seeded random subset of this many snippets (seed = the run's
+                                         # seed: each seed draws its own subset); None: the whole training split
 
     def __post_init__(self):
         if "method" not in self.method:
             raise ValueError(f"config {self.name!r}: method needs a 'method' entry, e.g. {{'method': 'lora', 'r': 8}}.")
+        if self.train_rows is not None and (isinstance(self.train_rows, bool) or not isinstance(self.train_rows, int)
+                                            or self.train_rows < 1):
+            raise ValueError(f"config {self.name!r}: train_rows must be a positive number of snippets, e.g. 100, "
+                             f"or None for the whole training split; got {self.train_rows!r}.")
         unknown = set(self.train) - set(TRAIN_DEFAULTS)
         if unknown:
             raise ValueError(f"config {self.name!r}: unknown training settings {sorted(unknown)}; "
@@ -43,7 +49,10 @@ class Config:
         return {**TRAIN_DEFAULTS, **self.train}
 
     def as_dict(self) -> dict:
-        return dict(method=self.method, train=self.settings(), after=list(self.after))
+        out = dict(method=self.method, train=self.settings(), after=list(self.after))
+        if self.train_rows is not None:              # (absent otherwise: the stored runs' keys stay as they were)
+            out["train_rows"] = self.train_rows
+        return out
 
 
 @dataclass(frozen=True)

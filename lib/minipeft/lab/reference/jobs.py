@@ -107,6 +107,20 @@ def adapter_layer_ablation(model, tokenizer, test, settings) -> dict:
     return out
 
 
+def adapter_single_layer(model, tokenizer, test, settings) -> dict:
+    """Houlsby §3.6, Fig. 6 (left): remove ONE layer's adapters (no retraining), for each layer in turn."""
+    from ...methods.adapters import set_adapter_layers
+
+    n_layers = model.encoder.config.num_hidden_layers
+    out = {}
+    for i in range(n_layers):
+        set_adapter_layers(model, frozenset(range(n_layers)) - {i})
+        out[f"layer {i} removed"] = encode(predict(model, tokenizer, test, settings["eval_batch_size"],
+                                                   settings["max_length"]))
+    set_adapter_layers(model, None)
+    return out
+
+
 def module_key(name: str) -> str:
     """'encoder.encoder.layer.0.attention.self.query' (classifier -> BertModel -> BertEncoder) ->
     'layer.0.attention.self.query': the name an analysis stores a matrix under."""
@@ -199,7 +213,8 @@ def ood_vader(model, tokenizer, test, settings) -> dict:
     return out
 
 
-ANALYSES = {"adapter_layer_ablation": adapter_layer_ablation, "adalora_ranks": adalora_ranks,
+ANALYSES = {"adapter_layer_ablation": adapter_layer_ablation, "adapter_single_layer": adapter_single_layer,
+            "adalora_ranks": adalora_ranks,
             "delta_spectra": delta_spectra, "ia3_scales": ia3_scales, "bias_shift": bias_shift,
             "ood_vader": ood_vader}
 
@@ -224,6 +239,8 @@ def run_job(job: Job, limit: int | None = None, progress: bool = True) -> dict:
         metrics, test_labels_ = _domains(job, encoder, tokenizer, settings, limit, progress)
         return _record(job, metrics, start, test_labels_, limit)
     train, test = splits(settings["max_length"])
+    if job.config.train_rows is not None:          # a small-data run: its own random subset of the training split
+        train = data.subsample(train, job.config.train_rows, seed=job.seed)
     if limit is not None:
         train, test = train.select(range(min(limit, len(train)))), test.select(range(min(limit, len(test))))
     method = build_method(job.config.method, tokenizer)
