@@ -79,3 +79,10 @@ def test_a_bank_samples_each_user_as_that_user_s_own_model_does(tmp_path):
     assert len(alone) == 4 and alone != base                                  # the adapter changes the samples
     assert generation.sample(bank.generate, TOK, PROMPT, 4, max_new_tokens=6, seed=3, adapter_names=["z"] * 4) == alone
     assert generation.sample(bank.generate, TOK, PROMPT, 4, max_new_tokens=6, seed=3, adapter_names=[None] * 4) == base
+
+
+def test_batches_cover_every_row_once_per_epoch_and_follow_the_seed():
+    rows = generation.batches(6, steps=5, batch_size=3, seed=0)
+    assert len(rows) == 5 and all(len(r) == 3 for r in rows)
+    assert sorted(rows[0] + rows[1]) == list(range(6)) and sorted(rows[2] + rows[3]) == list(range(6))
+    assert rows == generation.batches(6, 5, 3, seed=0) != generation.batches(6, 5, 3, seed=1)

@@ -36,6 +36,13 @@ def response_loss(model: nn.Module, batch: Choices) -> torch.Tensor:
     return -token_log_probs(model, batch).sum() / batch.answer_mask.sum()
 
 
+def batches(n: int, steps: int, batch_size: int, seed: int) -> list[list[int]]:
+    """The rows of each of `steps` batches: seeded shuffles of range(n), one after another (an epoch at a time)."""
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.cat([torch.randperm(n, generator=gen) for _ in range(steps * batch_size // n + 1)])  # long enough
+    return [order[step * batch_size:(step + 1) * batch_size].tolist() for step in range(steps)]
+
+
 def steer(model: nn.Module, tokenizer, prompt: str, responses: list[str], steps: int, batch_size: int = 8,
           lr: float = 2e-3, seed: int = 0) -> list[float]:
     """Train the model's trainable parameters (its adapter) to answer `prompt` with `responses`: `steps` Adam steps
@@ -44,17 +51,13 @@ def steer(model: nn.Module, tokenizer, prompt: str, responses: list[str], steps:
         raise ValueError(f"steer needs steps >= 1, batch_size >= 1 and some responses (got {steps}, {batch_size}, "
                          f"{len(responses)}).")
     prompts, answers = response_pairs(tokenizer, prompt, responses)
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.cat([torch.randperm(len(answers), generator=gen) for _ in range(steps * batch_size // len(answers)
-                                                                                  + 1)])
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("The model has nothing to train: inject an adapter first (mp.inject(model, config)).")
     opt = torch.optim.Adam(params, lr=lr)
     losses = []
     model.train()
-    for step in range(steps):
-        rows = order[step * batch_size:(step + 1) * batch_size].tolist()
+    for rows in batches(len(answers), steps, batch_size, seed):
         loss = response_loss(model, pairs_from_ids([prompts[i] for i in rows], [answers[i] for i in rows],
                                                    tokenizer.pad_token_id or 0))
         opt.zero_grad()
@@ -73,13 +76,10 @@ def dpo(model: nn.Module, tokenizer, prompt: str, chosen: list[str], rejected: l
         raise ValueError(f"one rejected response per chosen one: {len(chosen)} chosen, {len(rejected)} rejected.")
     prompts, good = response_pairs(tokenizer, prompt, chosen)
     _, bad = response_pairs(tokenizer, prompt, rejected)
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.cat([torch.randperm(len(good), generator=gen) for _ in range(steps * batch_size // len(good) + 1)])
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     history = []
     model.train()
-    for step in range(steps):
-        rows = order[step * batch_size:(step + 1) * batch_size].tolist()
+    for rows in batches(len(good), steps, batch_size, seed):
         loss, margin = dpo_loss(model, [prompts[i] for i in rows], [good[i] for i in rows], [bad[i] for i in rows],
                                 beta=beta, pad_id=tokenizer.pad_token_id or 0)
         opt.zero_grad()
