@@ -114,3 +114,12 @@ def test_bold_shows_every_verdict_and_no_verdict_for_a_run_that_cannot_carry_one
     assert {stats.bold(w) for w in stats.NO_VERDICT} == {"**no verdict**"}
     with pytest.raises(ValueError, match="unknown verdict words 'reproduce'"):
         stats.bold("reproduce")                                      # a typo never prints as a verdict
+
+
+def test_proportion_difference_is_newcombe_s_hybrid_score_interval():
+    d, low, high = stats.proportion_difference(56, 70, 48, 80)       # Newcombe (1998), Table II, example (a)
+    assert d == pytest.approx(0.2) and (low, high) == pytest.approx((0.0524, 0.3339), abs=1e-4)
+    d, low, high = stats.proportion_difference(10, 10, 0, 10)        # the extremes stay inside [-1, 1]
+    assert d == 1 and 0 < low < 1 and high == pytest.approx(1)
+    with pytest.raises(ValueError, match="0 <= k <= n"):
+        stats.proportion_difference(3, 2, 1, 2)

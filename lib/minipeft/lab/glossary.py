@@ -164,6 +164,9 @@ demonstration | 示例（演示样本） | 10 | k | demonstrations?
 mixed-task batch | 混合任务批次 | 11 | | mixed-task
 throughput | 吞吐量 | 11 | | throughput
 controlled generation | 可控生成 | 11 | | controlled generation
+instruction tuning | 指令微调 | 11 | | instruction tuning
+direct preference optimisation (DPO) | 直接偏好优化 | 11 | β | \bDPO\b
+reward margin | 奖励差值 | 11 | | reward margin
 AdapterFusion | 适配器融合 | 12 | | AdapterFusion
 catastrophic forgetting | 灾难性遗忘 | 12 | | catastrophic forgetting
 quantisation | 量化 | 12 | | quanti[sz]

@@ -366,4 +366,39 @@ ZH = {
         '在 down 和 up 之间保留非线性激活 f = ReLU：没有它，适配器就是线性的（相当于 FFN 旁边的一个 LoRA）。',
     "Not what the library's ParallelAdapter computes: LayerNorm(W_out h_inner + b + s · up(ReLU(down(x))) + x).":
         '与库中 ParallelAdapter 的计算结果不同：LayerNorm(W_out h_inner + b + s · up(ReLU(down(x))) + x)。',
+    # 11_serving q1
+    "The update has shape (B, T, d_out) = (3, 5, 6): x (B, T, d_in) times each row's A transposed (d_in, r), then its B transposed (r, d_out).":
+        '更新的形状是 (B, T, d_out) = (3, 5, 6)：x (B, T, d_in) 先乘每一行自己的 A 的转置 (d_in, r)，再乘它的 B 的转置 (r, d_out)。',
+    "A row routed to slot 0 is the base model: its update must be exactly 0. Gather each row's own slot, A_all[rows] with rows itself (slot 0 = the base): not rows - 1, and not one user's slot for every row.":
+        '路由到槽位 0 的行就是基础模型：它的更新必须恰好为 0。为每一行收集它自己的槽位，用 rows 本身索引 A_all[rows]（槽位 0 = 基础模型）：不是 rows - 1，也不是让每一行都用同一个用户的槽位。',
+    "Every row uses ITS OWN user's factors: gather A_all[rows] and B_all[rows] (shape (B, r, d_in), (B, d_out, r)), not one user's (A_all[1]) for the whole batch.":
+        '每一行都使用它自己用户的因子：收集 A_all[rows] 和 B_all[rows]（形状 (B, r, d_in)、(B, d_out, r)），而不是整个批次都用一个用户的（A_all[1]）。',
+    "Multiply by each row's scale s[rows] (alpha / r of that row's user), broadcast over T and d_out: s[rows][:, None, None].":
+        '乘以每一行自己的缩放 s[rows]（该行用户的 alpha / r），在 T 和 d_out 上广播：s[rows][:, None, None]。',
+    'Not s · (x Aᵀ) Bᵀ per row: compare with a loop over the rows, out[b] = s[rows[b]] * x[b] @ A_all[rows[b]].T @ B_all[rows[b]].T.':
+        '每一行的结果不是 s · (x Aᵀ) Bᵀ：与逐行循环比较，out[b] = s[rows[b]] * x[b] @ A_all[rows[b]].T @ B_all[rows[b]].T。',
+    # 11_serving q2
+    "Where the policy IS the reference (the start: LoRA's B = 0) every margin is 0 and the loss is log 2 = 0.6931; return a scalar tensor (the mean over the batch).":
+        '当策略就是参考模型时（开始时：LoRA 的 B = 0），每个差值都是 0，损失是 log 2 = 0.6931；返回一个标量张量（对批次取平均）。',
+    'Preferring the CHOSEN response more than the reference does must LOWER the loss below log 2: the margin is (policy_w − ref_w) − (policy_l − ref_l), chosen first.':
+        '比参考模型更偏好被选中（CHOSEN）的回答，必须让损失降到 log 2 以下：差值是 (policy_w − ref_w) − (policy_l − ref_l)，被选中的在前。',
+    'Compare with the REFERENCE: a response the base model already likes gets no reward for that. Subtract ref_w from policy_w and ref_l from policy_l.':
+        '要与参考模型（REFERENCE）比较：基础模型本来就喜欢的回答不会因此得到奖励。从 policy_w 中减去 ref_w，从 policy_l 中减去 ref_l。',
+    'Multiply the margin by beta before the sigmoid: beta = 1 and beta = 0.1 must give different losses.':
+        '在 sigmoid 之前把差值乘以 beta：beta = 1 和 beta = 0.1 必须给出不同的损失。',
+    'The loss is − log σ(margin), averaged over the batch (the mean, not the sum, and the log of the sigmoid, not the sigmoid itself).':
+        '损失是 − log σ(margin)，对批次取平均（是平均而不是求和；是 sigmoid 的对数，而不是 sigmoid 本身）。',
+    # 11_serving q3
+    'bank_numbers must be a whole number (an int).':
+        'bank_numbers 必须是整数（int）。',
+    "You left out slot 0: the base model's slot (zeros) is stacked too, so base rows can be gathered like the others: U + 1 slots.":
+        '你漏掉了槽位 0：基础模型的槽位（全零）也被堆叠进去，这样基础模型的行也能像其他行一样被收集：共 U + 1 个槽位。',
+    'You added the ranks (2 + 4 + 16): the stacked tensors are rectangular, every slot as wide as the LARGEST rank; a smaller rank is padded with zeros.':
+        '你把秩相加了（2 + 4 + 16）：堆叠的张量是规整的矩形，每个槽位都和最大的秩一样宽；较小的秩用零填充。',
+    'Count both factors: A (r, d_in) AND B (d_out, r) per slot.':
+        '两个因子都要算：每个槽位有 A (r, d_in) 和 B (d_out, r)。',
+    "ONE layer's q_proj, not all 30 layers.":
+        '只算一层的 q_proj，不是全部 30 层。',
+    'Not the count: (slots) × (the largest rank) × (d_in + d_out).':
+        '数量不对：(槽位数) × (最大的秩) × (d_in + d_out)。',
 }

@@ -76,6 +76,22 @@ def binomial_interval(accuracy: float, n: int, level: float = LEVEL) -> tuple[fl
     return centre - half, centre + half
 
 
+def proportion_difference(k_a: int, n_a: int, k_b: int, n_b: int, level: float = LEVEL
+                          ) -> tuple[float, float, float]:
+    """(p_a − p_b, low, high) for two shares measured on independent samples (k of n each: e.g. the share of an
+    adapter's generations a judge calls positive, against the base model's): Newcombe's hybrid score interval, built
+    from each share's Wilson interval (Newcombe 1998, method 10). It stays inside [−1, 1] and is honest for small n,
+    where the plain p ± 1.96 · se is too narrow."""
+    if not (0 <= k_a <= n_a and 0 <= k_b <= n_b and n_a > 0 and n_b > 0):
+        raise ValueError(f"need 0 <= k <= n and n > 0 for both samples, got {k_a}/{n_a} and {k_b}/{n_b}.")
+    p_a, p_b = k_a / n_a, k_b / n_b
+    (lo_a, hi_a), (lo_b, hi_b) = binomial_interval(p_a, n_a, level), binomial_interval(p_b, n_b, level)
+    d = p_a - p_b
+    low = d - math.sqrt((p_a - lo_a) ** 2 + (hi_b - p_b) ** 2)
+    high = d + math.sqrt((hi_a - p_a) ** 2 + (p_b - lo_b) ** 2)
+    return d, low, high
+
+
 def _normal_quantile(p: float) -> float:
     lo, hi = 0.0, 10.0
     for _ in range(80):
