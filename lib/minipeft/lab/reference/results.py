@@ -194,7 +194,9 @@ class Reference:
         for experiment, name in names:
             mean, low, high = self.interval(name)
             rows.append(dict(experiment=experiment, config=name, seeds=len(self.runs(name)), accuracy=mean,
-                             ci_low=low, ci_high=high, trainable=self.trainable(name),
+                             ci_low=low, ci_high=high,
+                             trainable=self.trainable(name) if "trainable" in self.runs(name)[0]["metrics"]
+                             else None,   # chapter 12's domain jobs train several models: no one count
                              learned=self.learned(name), minutes=self.minutes(name)))
         return pd.DataFrame(rows).set_index("config")
 
