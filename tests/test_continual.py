@@ -52,3 +52,21 @@ def test_one_adapter_per_task_forgets_nothing_measured_on_its_predictions():
         train.fit_per_task({"a": models["a"]}, _Tok(), TRAIN, TEST, CONFIG)
     with pytest.raises(ValueError, match="training and an evaluation set"):
         train.fit_sequence(models["a"], _Tok(), TRAIN, {"a": TEST["a"]}, CONFIG)
+
+
+def test_backward_transfer_is_the_mean_change_on_the_earlier_tasks():
+    """GEM's BWT on a 3-task matrix worked by hand: task 0 falls 0.9 -> 0.6, task 1 rises 0.8 -> 0.9, task 2 (last)
+    has no later stage: (−0.3 + 0.1) / 2 = −0.1. One per seed for a stack; the matrix of a run is R[stage][task]."""
+    R = [[0.9, 0.5, 0.4],
+         [0.7, 0.8, 0.5],
+         [0.6, 0.9, 0.85]]
+    assert train.backward_transfer(R) == pytest.approx(-0.1)
+    assert train.backward_transfer([[1.0, 0.0], [1.0, 1.0]]) == 0.0        # nothing forgotten
+    stacked = train.backward_transfer(torch.tensor([R, [[1.0, 0.2, 0.1], [0.5, 1.0, 0.3], [0.5, 1.0, 0.9]]]).numpy())
+    assert stacked.shape == (2,) and stacked == pytest.approx([-0.1, -0.25])
+    result = train.SequenceResult(order=["a", "b"], accuracy=[{"a": 0.9, "b": 0.5}, {"a": 0.6, "b": 0.8}],
+                                  predictions=[])
+    assert result.matrix() == [[0.9, 0.5], [0.6, 0.8]]
+    assert train.backward_transfer(result.matrix()) == pytest.approx(-result.forgetting("a"))
+    with pytest.raises(ValueError, match="square accuracy matrix"):
+        train.backward_transfer([[0.9, 0.5, 0.4], [0.7, 0.8, 0.5]])

@@ -436,3 +436,31 @@ def test_seed_spread_over_the_committed_reference_runs():
     assert len(rows) == sum(len(GRIDS[c].configs) for c in written)
     assert all(r["seeds"] >= 3 and 0 <= r["range"] == r["highest"] - r["lowest"] < 0.1 for r in rows)
     assert any(r["range"] > 0 for r in rows)          # the seed does move some: not every run is identical
+
+
+def test_a_domain_job_s_stages_are_read_per_domain_and_paired_across_stages():
+    """Reference.domain_labels / stage_correct / stage_accuracies on two hand-made runs of a 2-domain job: the labels
+    are cut in the runs' order, each stage's predictions scored against its own domain's rows."""
+    import numpy as np
+
+    from minipeft.lab.reference.results import Reference
+
+    grid = Grid("toy", (Config("seq", "full, in turn", {"method": "sequence", "order": ["a", "b"],
+                                                          "inner": {"method": "full"}}),))
+    labels = [1, 0, 1, 1, 0]                       # a: 1 0 1 | b: 1 0
+
+    def run(seed, stages):
+        return {"name": "full, in turn", "seed": seed, "test": {"examples": 5},
+                "metrics": {"order": ["a", "b"], "stages": [
+                    {d: {"predictions": p, "accuracy": float(np.mean([int(c) == y for c, y in
+                                                                      zip(p, labels[:3] if d == "a" else labels[3:])]))}
+                     for d, p in zip("ab", s)} for s in stages]}}
+
+    ref = Reference(grid, {"x": run(0, [("101", "00"), ("001", "10")]), "y": run(1, [("100", "11"), ("111", "10")])},
+                    labels)
+    assert {d: v.tolist() for d, v in ref.domain_labels("full, in turn").items()} == {"a": [1, 0, 1], "b": [1, 0]}
+    assert ref.stage_correct("full, in turn", 0, "a").tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert ref.stage_correct("full, in turn", -1, "a").tolist() == [[0, 1, 1], [1, 0, 1]]
+    assert ref.stage_correct("full, in turn", 1, "b").tolist() == [[1, 1], [1, 1]]
+    acc = ref.stage_accuracies("full, in turn")
+    assert acc.shape == (2, 2, 2) and acc[0].tolist() == [[1.0, 0.5], [2 / 3, 1.0]]

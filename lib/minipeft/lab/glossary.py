@@ -6,7 +6,7 @@
 Each row: the English term, the Chinese term, the chapter that introduces it, the symbol the course writes for it
 (d, m, r, α, n, L ... as in every chapter; "" when there is none), and optionally a regular expression that finds
 the term in a chapter's English text when its plain spelling does not (plurals, abbreviations, spelling variants).
-Chapters "09"–"12" are planned: their terms appear in no written chapter yet. tests/test_bilingual.py checks the
+A planned chapter (no notebook yet) has terms that appear in no written chapter yet. tests/test_bilingual.py checks the
 chapter column against the chapters' own text (a term is introduced where it is first used, not earlier or later),
 and that docs/glossary.md is rendered from this table.
 
@@ -171,6 +171,8 @@ AdapterFusion | 适配器融合 | 12 | | AdapterFusion
 catastrophic forgetting | 灾难性遗忘 | 12 | | catastrophic forgetting
 quantisation | 量化 | 12 | | quanti[sz]
 DoRA (weight-decomposed low-rank adaptation) | 权重分解低秩适配 | 12 | | \bDoRA\b
+backward transfer (BWT) | 反向迁移 | 12 | BWT | backward transfer|\bBWT\b
+accuracy matrix | 准确率矩阵 | 12 | R_ij | accuracy matrix
 """
 
 
@@ -178,7 +180,7 @@ DoRA (weight-decomposed low-rank adaptation) | 权重分解低秩适配 | 12 | |
 class Term:
     en: str
     zh: str
-    chapter: str     # "00"–"08": the chapter that introduces it; "09"–"12": a planned chapter
+    chapter: str     # the chapter that introduces it (or a planned chapter, not written yet)
     symbol: str      # the course's symbol, "" if none
     match: str       # a case-insensitive regular expression that finds the term in a chapter's English text
 
@@ -208,7 +210,8 @@ def markdown() -> str:
              "`lib/minipeft/lab/glossary.py` 生成（`python -m minipeft.lab.glossary`），请勿手工编辑。", "",
              f"{len(TERMS)} terms · 共 {len(TERMS)} 个术语.", ""]
     for chapter in sorted({t.chapter for t in TERMS}):
-        planned = " (planned · 计划中)" if int(chapter) > 8 else ""
+        written = any((GLOSSARY_MD.parents[1] / "course").glob(f"{chapter}_*.ipynb"))
+        planned = "" if written else " (planned · 计划中)"
         lines += [f"## Chapter {chapter} · 第 {chapter} 章{planned}", "",
                   "| English | 中文 | symbol · 符号 |", "|---|---|---|"]
         lines += [f"| {t.en} | {t.zh} | {_symbol(t.symbol)} |" for t in TERMS if t.chapter == chapter]

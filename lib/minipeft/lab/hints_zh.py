@@ -401,4 +401,33 @@ ZH = {
         '只算一层的 q_proj，不是全部 30 层。',
     'Not the count: (slots) × (the largest rank) × (d_in + d_out).':
         '数量不对：(槽位数) × (最大的秩) × (d_in + d_out)。',
+    # 12_forgetting q1
+    'bwt must return a Python float (wrap the result in float(...)).':
+        'bwt 必须返回一个 Python float（用 float(...) 包住结果）。',
+    'Forgetting must come out NEGATIVE: each earlier task at the end MINUS right after its own stage, R[T-1][j] − R[j][j], not the other way round.':
+        '遗忘必须得到负数：每个较早的任务在最后的准确率减去它自己那个阶段刚结束时的准确率，即 R[T-1][j] − R[j][j]，而不是反过来。',
+    'Average over the T − 1 EARLIER tasks only: the last task has no stage after its own (R[T-1][T-1] − R[T-1][T-1] is always 0), so divide by T − 1, not T.':
+        '只对 T − 1 个较早的任务取平均：最后一个任务在它自己的阶段之后没有别的阶段（R[T-1][T-1] − R[T-1][T-1] 总是 0），所以除以 T − 1，而不是 T。',
+    'R[i][j] is task j after stage i: the end is the LAST ROW, R[T-1][j] (every task after the last stage), not the last column R[j][T-1].':
+        'R[i][j] 是第 i 个阶段之后任务 j 的准确率：最后的状态是最后一行 R[T-1][j]（最后一个阶段之后的每个任务），而不是最后一列 R[j][T-1]。',
+    # 12_forgetting q2
+    "W' has W0's shape (out, in) = (5, 3): B @ A is (out, r) @ (r, in), and m scales each ROW, m[:, None] (shape (out, 1)), not m[None, :].":
+        "W' 与 W0 形状相同 (out, in) = (5, 3)：B @ A 是 (out, r) @ (r, in)，m 缩放的是每一行，即 m[:, None]（形状 (out, 1)），而不是 m[None, :]。",
+    "Each ROW of W' must have length m_i: divide W0 + s·B A by ITS OWN row norms (norm over dim=1, keepdim=True). The typical mistakes: column norms (dim=0), or the row norms of W0 instead of W0 + s·B A.":
+        "W' 的每一行长度必须是 m_i：用 W0 + s·B A 自己的行范数去除（沿 dim=1 求范数，keepdim=True）。常见错误：用了列范数（dim=0），或者用了 W0 的行范数而不是 W0 + s·B A 的。",
+    'The direction is W0 + s · B A: multiply the LoRA product B @ A by s (here s = 2) before normalising.':
+        '方向是 W0 + s · B A：归一化之前要把 LoRA 的乘积 B @ A 乘以 s（这里 s = 2）。',
+    "At initialisation (B = 0, m = the row norms of W0) DoRA must give back W0 exactly: W' = ‖W0‖_c · W0 / ‖W0‖_c.":
+        "初始化时（B = 0，m = W0 的行范数），DoRA 必须精确地还原 W0：W' = ‖W0‖_c · W0 / ‖W0‖_c。",
+    # 12_forgetting q3
+    "quantize_rows must return (q, scale): q a torch.int8 tensor with W's shape (out, in), scale one number per ROW, shape (out,).":
+        'quantize_rows 必须返回 (q, scale)：q 是与 W 形状相同 (out, in) 的 torch.int8 张量，scale 每一行一个数，形状 (out,)。',
+    'One scale per ROW (the absmax over dim=1): with one scale for the whole matrix, a row of small weights rounds to 0 (here row 0 is 1000× smaller than row 1).':
+        '每一行一个缩放因子（沿 dim=1 取绝对值最大值）：整个矩阵只用一个缩放因子时，一行很小的权重会被舍入成 0（这里第 0 行比第 1 行小 1000× 倍）。',
+    'The scale of row i is max_j |W_ij| / 127 (so the largest weight maps to ±127): not / 128 or / 255, and the ABSOLUTE maximum (abs before amax).':
+        '第 i 行的缩放因子是 max_j |W_ij| / 127（这样最大的权重映射到 ±127）：不是 / 128 或 / 255，而且是绝对值的最大值（先 abs 再 amax）。',
+    'Round to the NEAREST integer (torch.round) before .to(torch.int8): converting directly truncates toward 0, and errors grow to a whole step.':
+        '在 .to(torch.int8) 之前先舍入到最近的整数（torch.round）：直接转换会向 0 截断，误差会增大到整整一个步长。',
+    "dequantize_rows multiplies each ROW of q by its own scale: q.float() * scale[:, None], a float tensor of q's shape.":
+        'dequantize_rows 把 q 的每一行乘以它自己的缩放因子：q.float() * scale[:, None]，得到与 q 形状相同的浮点张量。',
 }

@@ -232,7 +232,7 @@ DOMAINS = ["amazon", "nyt", "tweets"]
 LORA_QV8 = {"method": "lora", "r": 8, "alpha": 16, "targets": QV}
 _add(Grid("12_forgetting", note="full fine-tuning vs LoRA across VADER domains in turn; per-domain LoRA; multi-task",
           data="vader amazon -> nyt -> tweets: 80/20 stratified split per domain (seed 0), neutral band 0.5",
-          planned=True, configs=(
+          configs=(
     Config("sequence", "full, in turn", {"method": "sequence", "order": DOMAINS, "inner": {"method": "full"}},
            {"lr": 5e-5}),
     Config("sequence", "lora, in turn", {"method": "sequence", "order": DOMAINS, "inner": LORA_QV8}, {"lr": 1e-3}),

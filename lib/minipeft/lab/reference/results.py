@@ -131,6 +131,36 @@ class Reference:
             rows.append(np.frombuffer(text.encode(), dtype=np.uint8) - ord("0") == self.labels)
         return np.array(rows, dtype=np.int8)
 
+    # ----------------------------------------------------------------------------- chapter 12: tasks in turn
+    def domain_labels(self, name: str) -> dict[str, np.ndarray]:
+        """{domain: its test labels} for a domain job (chapter 12): the concatenated labels cut in the runs' order,
+        each domain as long as its stored predictions."""
+        metrics = self.runs(name)[0]["metrics"]
+        if "stages" not in metrics:
+            raise ValueError(f"{name!r} is not a domain job (chapter 12's sequence / per_task / multitask): no stages.")
+        out, start = {}, 0
+        for domain in metrics["order"]:
+            n = len(metrics["stages"][0][domain]["predictions"])
+            out[domain], start = self.labels[start:start + n], start + n
+        if start != len(self.labels):
+            raise StaleReference(f"{self.grid.chapter}: {name!r} stores {start} predictions per stage, the test "
+                                 f"split has {len(self.labels)}. Run {command(self.grid.chapter)}")
+        return out
+
+    def stage_correct(self, name: str, stage: int, domain: str) -> np.ndarray:
+        """(seeds, examples of the domain) 0/1: which of `domain`'s test rows each seed's model got right after
+        training stage `stage` (-1: the last). Two stages of one configuration pair like two configurations."""
+        labels = self.domain_labels(name)[domain]
+        rows = [np.frombuffer(r["metrics"]["stages"][stage][domain]["predictions"].encode(), dtype=np.uint8)
+                - ord("0") == labels for r in self.runs(name)]
+        return np.array(rows, dtype=np.int8)
+
+    def stage_accuracies(self, name: str) -> np.ndarray:
+        """(seeds, stages, domains): the accuracy on every domain (columns in the runs' order) after every stage;
+        one row per stage is the accuracy matrix R of continual learning (train.backward_transfer reads it)."""
+        return np.array([[[stage[d]["accuracy"] for d in r["metrics"]["order"]] for stage in r["metrics"]["stages"]]
+                         for r in self.runs(name)])
+
     def interval(self, name: str) -> tuple[float, float, float]:
         return stats.mean_interval(self.accuracies(name))
 
@@ -164,7 +194,9 @@ class Reference:
         for experiment, name in names:
             mean, low, high = self.interval(name)
             rows.append(dict(experiment=experiment, config=name, seeds=len(self.runs(name)), accuracy=mean,
-                             ci_low=low, ci_high=high, trainable=self.trainable(name),
+                             ci_low=low, ci_high=high,
+                             trainable=self.trainable(name) if "trainable" in self.runs(name)[0]["metrics"]
+                             else None,   # chapter 12's domain jobs train several models: no one count
                              learned=self.learned(name), minutes=self.minutes(name)))
         return pd.DataFrame(rows).set_index("config")
 

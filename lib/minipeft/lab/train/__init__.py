@@ -7,7 +7,8 @@
     probe.py    embed (features of a frozen encoder), fit_probe (logistic regression on them)
     multitask.py  fit_multitask: one model on K tasks (round-robin batches), for the multitask prompt
     federated.py  fedavg_training: a simulated federated round over clients (FedAvg of the trainable state)
-    continual.py  fit_sequence / fit_per_task: tasks one after the other, every task scored after every stage
+    continual.py  fit_sequence / fit_per_task: tasks one after the other, every task scored after every stage;
+                  backward_transfer (forgetting as one number)
 """
 
 from .head import MeanPoolClassifier, mean_pool
@@ -16,5 +17,5 @@ from .loop import (Epochs, TrainConfig, TrainResult, accuracy, as_tokenized, dev
 from .memory import PeakRSS
 from .federated import FederatedResult, fedavg, fedavg_training, numbers_sent, shared_state
 from .multitask import MultitaskResult, RoundRobin, fit_multitask
-from .continual import SequenceResult, fit_per_task, fit_sequence
+from .continual import SequenceResult, backward_transfer, fit_per_task, fit_sequence
 from .probe import embed, fit_probe

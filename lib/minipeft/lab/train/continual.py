@@ -3,6 +3,7 @@
     result = fit_sequence(model, tok, {"amazon": a, "nyt": n, "tweets": t}, tests, TrainConfig(...))
     result.accuracy[i]["amazon"]     accuracy on amazon's test split after the i-th training stage
     result.forgetting("amazon")      accuracy right after learning amazon minus at the end (> 0: forgotten)
+    backward_transfer(matrix)        the mean change on the earlier tasks by the end (< 0: forgotten), GEM's BWT
 
 Houlsby et al. 2019 (§1) motivate adapters with exactly this: fine-tuning one network on task after task forgets the
 earlier ones (catastrophic forgetting, McCloskey & Cohen 1989), and multi-task learning needs every task's data at
@@ -31,6 +32,10 @@ class SequenceResult:
         """Accuracy on `task` right after its own stage minus after the last stage (positive: forgotten)."""
         own = self.order.index(task)
         return self.accuracy[own][task] - self.accuracy[-1][task]
+
+    def matrix(self) -> list[list[float]]:
+        """R[i][j]: accuracy on the j-th task of the order after the i-th stage (T x T), what backward_transfer reads."""
+        return [[stage[task] for task in self.order] for stage in self.accuracy]
 
     def curve(self, task: str) -> list[float]:
         """Accuracy on `task` after every stage (before its own stage too: what the model does on it untrained)."""
@@ -83,6 +88,25 @@ def fit_per_task(models: dict[str, nn.Module], tokenizer, train_sets: dict, eval
         result.accuracy.append(acc)
         result.predictions.append(preds)
     return result
+
+
+def backward_transfer(matrix) -> float:
+    """Backward transfer (Lopez-Paz & Ranzato 2017, "Gradient Episodic Memory for Continual Learning", §4):
+    BWT = 1/(T-1) · sum over j < T-1 of (R[T-1][j] − R[j][j]), with R[i][j] the accuracy on task j after training
+    stage i (tasks in training order). The mean change on every EARLIER task between right after learning it and
+    the end: negative is forgetting, positive is later tasks helping. The last task has no "later" and is left out.
+    Works on lists or arrays; (..., T, T) gives one BWT per leading index (e.g. one per seed)."""
+    import numpy as np
+
+    R = np.asarray(matrix, dtype=float)
+    if R.ndim < 2 or R.shape[-1] != R.shape[-2] or R.shape[-1] < 2:
+        raise ValueError(f"backward_transfer needs a square accuracy matrix R[stage][task] of at least 2 tasks "
+                         f"(one row per training stage, one column per task, same order), got shape {R.shape}.")
+    T = R.shape[-1]
+    own = np.diagonal(R, axis1=-2, axis2=-1)[..., :T - 1]          # (..., T-1) R[j][j]: right after learning j
+    last = R[..., T - 1, :T - 1]                                     # (..., T-1) R[T-1][j]: at the end
+    out = (last - own).mean(-1)
+    return float(out) if out.ndim == 0 else out
 
 
 def _check(train_sets: dict, eval_sets: dict) -> None:
