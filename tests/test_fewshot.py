@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import minipeft as mp
+from helpers import CharTokenizer
 from minipeft.lab import fewshot
 
 PROMPTS = [[5, 9, 14, 3], [7, 7], [20, 21, 22, 23, 24, 25]]   # different lengths: padding must not matter
@@ -82,16 +83,6 @@ def test_a_pattern_renders_demonstrations_before_the_query():
     assert text == "a gem It was great.\n\na mess It was terrible.\n\ndull It was"
     with pytest.raises(ValueError, match="non-empty answer"):
         fewshot.choices_from_ids([[5]], [[40], []])
-
-
-class CharTokenizer:
-    """One token per character (ids 3..127): enough to test the text-level helpers on the tiny Llama."""
-    pad_token_id = 0
-
-    def __call__(self, texts, add_special_tokens=False):
-        one = isinstance(texts, str)
-        ids = [[3 + ord(ch) % 125 for ch in t] for t in ([texts] if one else texts)]
-        return {"input_ids": ids[0] if one else ids}
 
 
 def test_draw_examples_is_balanced_seeded_and_refuses_odd_k():
