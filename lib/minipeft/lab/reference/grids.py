@@ -256,15 +256,15 @@ FEWSHOT_LOSSES = ["lm", "ul", "ln"]
 _fewshot_train = dict(method="fewshot_train", k=16, steps=5)
 _add(Grid("10_fewshot", note="SmolLM2: in-context learning (k = 0, 4, 16) vs IA3 / LoRA trained on the same 16",
           data="rotten_tomatoes: k examples drawn from the train split (draw = seed) -> 100 test snippets (seed 0)",
-          seeds=(0, 1), configs=(
+          seeds=(0, 1, 2), configs=(
     Config("peft", "ia3 (lm+ul+ln)", dict(_fewshot_train, peft={"method": "ia3"}, losses=FEWSHOT_LOSSES),
            {"lr": 3e-2}),
     Config("icl", "icl k=0", {"method": "icl", "k": 0}, seeds=(0,)),
     Config("icl", "icl k=16", {"method": "icl", "k": 16}),
     Config("icl", "icl k=4", {"method": "icl", "k": 4}),
     Config("losses", "ia3 (lm only)", dict(_fewshot_train, peft={"method": "ia3"}, losses=["lm"]), {"lr": 3e-2},
-           seeds=(0,)),
+           seeds=(0, 1)),
     Config("peft", "lora r=4 (lm+ul+ln)", dict(_fewshot_train, peft={"method": "lora", "r": 4, "alpha": 8,
                                                                     "targets": ["q_proj", "v_proj"]},
-                                               losses=FEWSHOT_LOSSES), {"lr": 1e-2}, seeds=(0,)),
+                                               losses=FEWSHOT_LOSSES), {"lr": 1e-2}, seeds=(0, 1)),
 )))
