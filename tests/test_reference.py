@@ -386,7 +386,7 @@ def test_seed_spread_over_the_committed_reference_runs():
     from minipeft.lab.reference.results import seed_spread
 
     rows = seed_spread()
-    written = [c for c, g in GRIDS.items() if not g.planned]
+    written = [c for c, g in GRIDS.items() if not g.planned and c != "10_fewshot"]   # 10: the seed draws the data
     assert len(rows) == sum(len(GRIDS[c].configs) for c in written)
     assert all(r["seeds"] >= 3 and 0 <= r["range"] == r["highest"] - r["lowest"] < 0.1 for r in rows)
     assert any(r["range"] > 0 for r in rows)          # the seed does move some: not every run is identical

@@ -249,7 +249,7 @@ _add(Grid("12_forgetting", note="full fine-tuning vs LoRA across VADER domains i
 # Training: 5 full-batch Adam steps on the 16 examples (measured: IA3 at lr 3e-2 drives the training L_LN from 0.48
 # to 0.004 in 5 steps; T-Few takes 1,000 steps of 8 at lr 3e-3 on an 11 B model). LoRA r = 4 on q, v at lr 1e-2
 # (B starts at 0; 5 steps must move it). Not tuned: the chapter says so next to its verdicts.
-# Cost, measured: ≈ 30 min of wall time for the 18 jobs (three sittings), one at a time with 2 threads, on a 2-core CPU
+# Cost, measured: 29.8 min of wall time for the 18 jobs (three sittings), one at a time with 2 threads, on a 2-core CPU
 # shared with other work (load 3-10): a training job 1.4-5 min (5 steps on 16 examples + scoring), an ICL job
 # 0.5-1.2 min (the demonstrations run once, as a KV cache). Less on idle cores.
 FEWSHOT_LOSSES = ["lm", "ul", "ln"]
