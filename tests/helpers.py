@@ -176,3 +176,13 @@ def fit_next_token(model, lr, steps=12):
         opt.step()
         losses.append(loss.item())
     return losses
+
+
+class CharTokenizer:
+    """One token per character (ids 3..127): enough to test the text-level helpers on the tiny Llama."""
+    pad_token_id = 0
+
+    def __call__(self, texts, add_special_tokens=False):
+        one = isinstance(texts, str)
+        ids = [[3 + ord(ch) % 125 for ch in t] for t in ([texts] if one else texts)]
+        return {"input_ids": ids[0] if one else ids}

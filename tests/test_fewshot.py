@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import minipeft as mp
+from helpers import CharTokenizer
 from minipeft.lab import fewshot
 
 PROMPTS = [[5, 9, 14, 3], [7, 7], [20, 21, 22, 23, 24, 25]]   # different lengths: padding must not matter
@@ -82,3 +83,48 @@ def test_a_pattern_renders_demonstrations_before_the_query():
     assert text == "a gem It was great.\n\na mess It was terrible.\n\ndull It was"
     with pytest.raises(ValueError, match="non-empty answer"):
         fewshot.choices_from_ids([[5]], [[40], []])
+
+
+def test_draw_examples_is_balanced_seeded_and_refuses_odd_k():
+    texts, labels = [f"t{i}" for i in range(40)], [i % 3 == 0 for i in range(40)]
+    labels = [int(y) for y in labels]
+    a, b = fewshot.draw_examples(texts, labels, 8, seed=1), fewshot.draw_examples(texts, labels, 8, seed=1)
+    assert a == b and len(a) == 8 and sum(y for _, y in a) == 4 and len(set(a)) == 8
+    assert all(labels[int(t[1:])] == y for t, y in a)
+    assert a != fewshot.draw_examples(texts, labels, 8, seed=2) and fewshot.draw_examples(texts, labels, 0, 0) == []
+    with pytest.raises(ValueError, match="even"):
+        fewshot.draw_examples(texts, labels, 3, seed=0)
+
+
+def test_score_texts_with_cached_demonstrations_equals_the_full_prompts():
+    """The demonstrations run once (a KV cache): the scores must be those of demonstrations + query as one sequence."""
+    model, tok, pattern = mp.tiny_decoder(), CharTokenizer(), fewshot.Pattern(verbaliser=(" no", " yes!"))
+    texts = ["a fine film", "dull", "the plot is a mess", "wow", "so-so"]
+    demos = [("great fun", 1), ("bad", 0)]
+    scored = fewshot.score_texts(model, tok, pattern, texts, demos, batch_size=2)
+    prefix = tok(pattern.shown(demos))["input_ids"]
+    answers = tok(list(pattern.verbaliser))["input_ids"]
+    full = fewshot.choices_from_ids([prefix + tok(pattern.template.format(text=t))["input_ids"] for t in texts],
+                                    answers)
+    assert scored.predictions == fewshot.predict(model, full, normalise=True)
+    assert scored.prefix_tokens == len(prefix) and scored.tokens_per_prediction == full.tokens / len(texts)
+    with torch.no_grad():
+        scores = fewshot.answer_scores(fewshot.token_log_probs(model, full), full, normalise=True)
+    assert len(set(scored.predictions)) == 2 or (scores[:, 1] - scores[:, 0]).abs().min() > 0  # a real choice
+    zero = fewshot.score_texts(model, tok, pattern, texts)
+    plain = fewshot.encode(tok, [pattern.prompt(t) for t in texts], pattern.verbaliser)
+    assert zero.predictions == fewshot.predict(model, plain, normalise=True) and zero.prefix_tokens == 0
+
+
+def test_train_on_examples_fits_the_examples_and_names_bad_losses():
+    model = mp.inject(mp.tiny_decoder(), mp.LoRAConfig(r=4, targets=["q_proj", "v_proj", "down_proj"]))
+    tok, pattern = CharTokenizer(), fewshot.Pattern(verbaliser=(" no", " yes!"))
+    examples = [("good", 1), ("awful", 0), ("lovely", 1), ("boring", 0)]
+    history = fewshot.train_on_examples(model, tok, pattern, examples, steps=40, lr=3e-2)
+    assert history[-1]["ln"] < 0.6 * history[0]["ln"] and not model.training, history[-1]
+    scored = fewshot.score_texts(model, tok, pattern, [t for t, _ in examples])
+    assert scored.predictions == [y for _, y in examples]
+    with pytest.raises(ValueError, match="'lm', 'ul', 'ln'"):
+        fewshot.train_on_examples(model, tok, pattern, examples, steps=1, lr=1e-3, losses=("lm", "kl"))
+    with pytest.raises(ValueError, match="inject a PEFT method"):
+        fewshot.train_on_examples(mp.tiny_decoder().requires_grad_(False), tok, pattern, examples, steps=1, lr=1e-3)

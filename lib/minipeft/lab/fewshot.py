@@ -22,6 +22,8 @@ and T-Few do, so an answer's tokens are the same after every prompt.
 
 from __future__ import annotations
 
+import copy
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -37,9 +39,12 @@ class Pattern:
 
     def prompt(self, text: str, demonstrations=()) -> str:
         """The query's prompt, after k solved examples [(text, label), ...] (in-context learning; k = 0: zero-shot)."""
-        shown = "".join(self.template.format(text=t.strip()) + self.verbaliser[y] + self.separator
-                        for t, y in demonstrations)
-        return shown + self.template.format(text=text.strip())
+        return self.shown(demonstrations) + self.template.format(text=text.strip())
+
+    def shown(self, demonstrations=()) -> str:
+        """The k solved examples as text, each followed by the separator ("" for k = 0)."""
+        return "".join(self.template.format(text=t.strip()) + self.verbaliser[y] + self.separator
+                       for t, y in demonstrations)
 
 
 @dataclass
@@ -94,6 +99,11 @@ def encode(tokenizer, prompts: list[str], answers: tuple[str, ...] | list[str]) 
 def token_log_probs(model: nn.Module, batch: Choices) -> torch.Tensor:
     """log p(token_t | tokens_<t) for every answer token, 0 elsewhere: (B, C, T). Differentiable."""
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B·C, T, V)
+    return _answer_log_probs(logits, batch)
+
+
+def _answer_log_probs(logits: torch.Tensor, batch: Choices) -> torch.Tensor:
+    """(B·C, T, V) logits -> (B, C, T) log-probabilities of the answer tokens (0 elsewhere)."""
     logp = F.log_softmax(logits[:, :-1].float(), dim=-1)                                   # predicts tokens 1..T-1
     picked = logp.gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)                     # (B·C, T-1)
     picked = F.pad(picked, (1, 0)) * batch.answer_mask                                    # (B·C, T), answers only
@@ -128,3 +138,104 @@ def tfew_losses(model: nn.Module, batch: Choices, labels: torch.Tensor) -> dict[
     ul = (-(one_minus * wrong).sum((1, 2)) / wrong.sum((1, 2)).clamp(min=1)).mean()  # per example, then the mean
     ln = F.cross_entropy(logp.sum(-1) / lengths, labels)
     return {"lm": lm, "ul": ul, "ln": ln}
+
+
+# --------------------------------------------------------------------------------------------- k examples, two ways
+def draw_examples(texts, labels, k: int, seed: int) -> list[tuple[str, int]]:
+    """k training examples, k/2 of each label (LM-BFF §6 samples k per class), in a seeded random order: draw `seed`
+    of the k examples that in-context learning shows AND prompt-based fine-tuning trains on (the same ones)."""
+    if k < 0 or k % 2:
+        raise ValueError(f"k must be an even number >= 0 (k/2 examples of each label), got {k!r}.")
+    gen = torch.Generator().manual_seed(seed)
+    labels = list(labels)
+    chosen = []
+    for label in (0, 1):
+        rows = [i for i, y in enumerate(labels) if y == label]
+        chosen += [rows[j] for j in torch.randperm(len(rows), generator=gen)[:k // 2].tolist()]
+    order = torch.randperm(len(chosen), generator=gen).tolist()
+    return [(texts[chosen[i]], labels[chosen[i]]) for i in order]
+
+
+@dataclass
+class Scored:
+    predictions: list[int]
+    tokens_per_prediction: float   # tokens a prediction processes WITHOUT a cache: demonstrations + query + answers,
+                                   # once per answer (what T-Few counts; the model's FLOPs ≈ 2 × parameters × tokens)
+    prefix_tokens: int             # the demonstrations' tokens (the same for every query)
+
+
+@torch.no_grad()
+def score_texts(model: nn.Module, tokenizer, pattern: Pattern, texts: list[str], demonstrations=(),
+                batch_size: int = 16, normalise: bool = True, progress: bool = False) -> Scored:
+    """Rank-classify every text after the same demonstrations (k = len(demonstrations); 0: zero-shot).
+
+    The demonstrations are tokenised once and run ONCE: their keys and values (a KV cache) are reused by every query,
+    which is exactly what a full prompt would compute (a causal model's prefix never sees what follows), but costs
+    one pass over the demonstrations instead of one per query and answer. A prompt's tokens are the demonstrations'
+    ids followed by the query's (each tokenised on its own, as answers are). Texts are scored shortest first (less
+    padding); the predictions come back in the texts' order."""
+    from tqdm.auto import tqdm
+
+    prefix = tokenizer(pattern.shown(demonstrations), add_special_tokens=False)["input_ids"] if demonstrations else []
+    queries = tokenizer([pattern.template.format(text=t.strip()) for t in texts], add_special_tokens=False)["input_ids"]
+    answers = tokenizer(list(pattern.verbaliser), add_special_tokens=False)["input_ids"]
+    pad = tokenizer.pad_token_id or 0
+    cache = _cache_of(model(input_ids=torch.tensor([prefix]), use_cache=True)) if prefix else None
+    order = sorted(range(len(texts)), key=lambda i: len(queries[i]))
+    predictions = [0] * len(texts)
+    for start in tqdm(range(0, len(order), batch_size), desc=f"scoring (k = {len(demonstrations)})",
+                      disable=not progress, leave=False):
+        rows = order[start:start + batch_size]
+        batch = choices_from_ids([queries[i] for i in rows], answers, pad)
+        if cache is None:
+            logp = token_log_probs(model, batch)                                         # (B, C, T)
+        else:
+            past = copy.deepcopy(cache)
+            past.batch_repeat_interleave(batch.input_ids.shape[0])                     # (1, …) -> (B·C, …)
+            n, p = batch.input_ids.shape[1], len(prefix)
+            mask = torch.cat([batch.attention_mask.new_ones(len(batch.input_ids), p), batch.attention_mask], 1)
+            positions = torch.arange(p, p + n).expand(len(batch.input_ids), n)       # (B·C, T): after the prefix
+            logits = model(input_ids=batch.input_ids, attention_mask=mask, position_ids=positions,
+                           **{_cache_arg(model): past}).logits                           # (B·C, T, V)
+            logp = _answer_log_probs(logits, batch)
+        for i, label in zip(rows, answer_scores(logp, batch, normalise).argmax(-1).tolist()):
+            predictions[i] = label
+    per_query = [len(answers) * len(prefix) + sum(len(q) + len(a) for a in answers) for q in queries]
+    return Scored(predictions, sum(per_query) / max(1, len(per_query)), len(prefix))
+
+
+def _cache_arg(model: nn.Module) -> str:
+    """transformers 5 calls the KV cache `cache`; 4.x called it `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(output):
+    return output.cache if getattr(output, "cache", None) is not None else output.past_key_values
+
+
+def train_on_examples(model: nn.Module, tokenizer, pattern: Pattern, examples: list[tuple[str, int]], steps: int,
+                      lr: float, losses: tuple[str, ...] = ("lm", "ul", "ln"), progress: bool = False) -> list[dict]:
+    """Prompt-based fine-tuning (PET / LM-BFF, T-Few's recipe): train the model's trainable parameters (inject a PEFT
+    method first) on the k examples, each as its prompt with every answer, with the sum of the chosen T-Few losses.
+    Full batch (all k examples every step), Adam. Returns each step's losses {"lm": …, "ul": …, "ln": …}."""
+    from tqdm.auto import tqdm
+
+    unknown = set(losses) - {"lm", "ul", "ln"}
+    if unknown or not losses:
+        raise ValueError(f"losses are some of 'lm', 'ul', 'ln' (T-Few trains on all three), got {losses!r}.")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("nothing to train: inject a PEFT method (e.g. IA3Config()) into the model first.")
+    batch = encode(tokenizer, [pattern.prompt(t) for t, _ in examples], pattern.verbaliser)
+    labels = torch.tensor([y for _, y in examples])
+    opt = torch.optim.Adam(params, lr=lr)
+    history = []
+    model.train()
+    for _ in tqdm(range(steps), desc="prompt-based fine-tuning", disable=not progress, leave=False):
+        parts = tfew_losses(model, batch, labels)
+        opt.zero_grad()
+        sum(parts[name] for name in losses).backward()
+        opt.step()
+        history.append({name: round(v.item(), 5) for name, v in parts.items()})
+    model.eval()
+    return history

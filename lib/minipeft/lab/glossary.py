@@ -161,6 +161,9 @@ pattern | 模板 / 模式 | 10 | | pattern-exploiting|pattern \+ verbali
 verbaliser | 标签词映射 | 10 | | verbali[sz]er
 prompt-based fine-tuning | 基于提示的微调 | 10 | | prompt-based
 demonstration | 示例（演示样本） | 10 | k | demonstrations?
+rank classification | 排序分类 | 10 | | rank classification
+unlikelihood loss | 非似然损失 | 10 | L_UL | unlikelihood
+length normalisation | 长度归一化 | 10 | β | length-normali[sz]
 mixed-task batch | 混合任务批次 | 11 | | mixed-task
 throughput | 吞吐量 | 11 | | throughput
 controlled generation | 可控生成 | 11 | | controlled generation

@@ -430,4 +430,31 @@ ZH = {
         '在 .to(torch.int8) 之前先舍入到最近的整数（torch.round）：直接转换会向 0 截断，误差会增大到整整一个步长。',
     "dequantize_rows multiplies each ROW of q by its own scale: q.float() * scale[:, None], a float tensor of q's shape.":
         'dequantize_rows 把 q 的每一行乘以它自己的缩放因子：q.float() * scale[:, None]，得到与 q 形状相同的浮点张量。',
+    # 10_fewshot q1
+    'answer_score must return (B, C): one score per prompt and answer, summed over the token axis (the last one), not over the answers or the prompts.':
+        'answer_score 必须返回 (B, C)：每个提示和每个答案一个分数，在词元维（最后一维）上求和，而不是在答案维或提示维上。',
+    "Only the ANSWER's tokens count: multiply logp by answer_mask before summing over the tokens (dim -1). The prompt's own log-probabilities are in logp too.":
+        '只有答案的词元才计入：在对词元维（dim -1）求和之前先把 logp 乘以 answer_mask。logp 里也包含提示本身各词元的对数概率。',
+    "normalise=True divides each answer's sum by ITS number of answer tokens (answer_mask.sum(-1)), not by T, the padded length.":
+        'normalise=True 时，每个答案的和要除以它自己的答案词元数（answer_mask.sum(-1)），而不是除以填充后的长度 T。',
+    "normalise=False is the plain SUM of the answer's log-probabilities (a product of probabilities); the mean is only for normalise=True.":
+        'normalise=False 时就是答案各词元对数概率的直接求和（即概率之积）；只有 normalise=True 时才取平均。',
+    # 10_fewshot q2
+    'Zero-shot (k = 0) with a 20-token query and two 2-token answers: the model runs on query + answer once PER ANSWER, 2 × (20 + 2) = 44 tokens.':
+        '零样本（k = 0），查询 20 个词元，两个答案各 2 个词元：模型对每个答案各运行一次"查询 + 答案"，2 × (20 + 2) = 44 个词元。',
+    'Each of the k demonstrations is processed again for every prediction (and every answer): k × demo_tokens belongs to the prompt, not counted once.':
+        '每次预测（以及每个答案）都要重新处理全部 k 个示例：k × demo_tokens 属于提示的一部分，而不是只算一次。',
+    "Answers of different lengths: add each answer's OWN length to the prompt (answer_tokens is a list, e.g. [1, 3]).":
+        '答案长度不同：给提示加上每个答案自己的长度（answer_tokens 是一个列表，例如 [1, 3]）。',
+    'FLOPs ≈ 2 × parameters × tokens: one multiply and one add per weight per token.':
+        'FLOPs ≈ 2 × 参数量 × 词元数：每个词元、每个权重做一次乘法和一次加法。',
+    # 10_fewshot q3
+    'L_UL uses log(1 − p), not log p: a wrong answer with p = 0.9 must cost much more than one with p = 0.1.':
+        'L_UL 用的是 log(1 − p)，而不是 log p：一个 p = 0.9 的错误答案的代价必须远大于 p = 0.1 的错误答案。',
+    "Only the WRONG answers count: with two answers and label 1, answer 0's tokens alone enter L_UL (mask out the correct answer with one_hot(labels)).":
+        '只有错误答案才计入：有两个答案且标签为 1 时，只有答案 0 的词元进入 L_UL（用 one_hot(labels) 把正确答案遮掉）。',
+    "Divide by the number of the wrong answers' tokens (answer_mask), not by T: padding (mask 0) must not change L_UL.":
+        '除以错误答案的词元数（answer_mask），而不是除以 T：填充位置（掩码为 0）不能改变 L_UL。',
+    'Per example, then the MEAN over the batch: two examples with L_UL 0.1054 and 2.3026 give 1.204, not their sum.':
+        '先按样本计算，再对批次取平均：两个样本的 L_UL 分别为 0.1054 和 2.3026，结果是 1.204，而不是它们的和。',
 }

@@ -25,6 +25,7 @@ from ...core.config import PeftConfig
 from .. import chapter, data
 from ..backbones import load_encoder
 from ..train import TrainConfig, accuracy, embed, fit_probe, predict
+from .fewshot_jobs import FEWSHOT_JOBS, fewshot_test, run_fewshot
 from .grid import BASELINES, Job
 
 TOKENIZER = "<tokenizer>"  # in a method dict: replaced by the encoder's tokenizer (prompt init="labels" needs it)
@@ -60,6 +61,8 @@ def domain_splits(max_length: int) -> dict:
 def grid_labels(grid) -> tuple[int, ...]:
     """The test labels a grid's runs are scored on, in their predictions' order: Rotten Tomatoes' test split, or for
     a grid of domain jobs (chapter 12) the domains' test splits concatenated in the configs' common order."""
+    if {c.method["method"] in FEWSHOT_JOBS for c in grid.configs} == {True}:   # chapter 10: the decoder's subset
+        return tuple(fewshot_test()[1])
     domain_jobs = {c.method["method"] in DOMAIN_JOBS for c in grid.configs}
     if domain_jobs == {False}:
         return test_labels()
@@ -232,9 +235,12 @@ def decode(text: str) -> list[int]:
 
 
 def run_job(job: Job, limit: int | None = None, progress: bool = True) -> dict:
+    start = time.perf_counter()
+    if job.config.method["method"] in FEWSHOT_JOBS:                  # chapter 10: the decoder (fewshot_jobs.py)
+        metrics, labels = run_fewshot(job, limit, progress)
+        return _record(job, metrics, start, labels, limit)
     encoder, tokenizer = encoder_and_tokenizer()
     settings = job.config.settings()
-    start = time.perf_counter()
     if job.config.method["method"] in DOMAIN_JOBS:
         metrics, test_labels_ = _domains(job, encoder, tokenizer, settings, limit, progress)
         return _record(job, metrics, start, test_labels_, limit)
