@@ -271,6 +271,8 @@ def seed_spread(chapters: list[str] | None = None) -> list[dict]:
     for chapter in chapters or [c for c, g in GRIDS.items() if not g.planned]:
         ref = load(chapter)
         for config in ref.grid.configs:
+            if len(ref.grid.seeds_of(config)) < 2:   # one seed (chapter 09's learning-rate runs): no spread to measure
+                continue
             acc = ref.accuracies(config.name)
             rows.append(dict(chapter=chapter, config=config.name, seeds=len(acc), lowest=float(acc.min()),
                              highest=float(acc.max()), range=float(acc.max() - acc.min())))
