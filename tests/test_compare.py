@@ -36,3 +36,13 @@ def test_costs_of_a_method(method, merges):
         assert row.adapter_bytes == weights                                 # no adapter file: the trained weights
     else:                       # save_adapter's files: the weights (+ frozen buffers such as none here) and headers
         assert weights <= row.adapter_bytes <= weights + 8192, (row.adapter_bytes, weights)
+
+
+def test_pareto_front_keeps_what_nothing_beats_on_both_axes():
+    points = {"lora": (0.81, 0.3), "full": (0.83, 100.0), "worse": (0.80, 1.0), "tie": (0.81, 0.3),
+              "cheapest": (0.70, 0.01)}
+    assert compare.pareto_front(points) == ["lora", "full", "tie", "cheapest"]   # "worse": lora beats it on both
+    assert compare.pareto_front(points, maximise=(True, True)) == ["full"]        # larger y now better
+    assert compare.pareto_front({"a": (1.0, 2.0), "b": (1.0, 3.0)}) == ["a"]       # equal x, cheaper y dominates
+    with pytest.raises(ValueError, match="each of the two axes"):
+        compare.pareto_front(points, maximise=(True,))

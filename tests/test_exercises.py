@@ -77,6 +77,7 @@ def test_mutant_cells_never_reach_students():
     ("00_adaptation", ["770"]), ("01_adapters", ["595200", "49600"]), ("02_lora", ["36864"]),
     ("03_prefix", ["115200", "46080", "0.4"]), ("04_prompt", ["seq_len == 32"]), ("05_adalora", ["498096", "305"]),
     ("06_kronecker", ["144"]), ("07_scaling", ["23424"]), ("08_unified", ["184320", "== 20"]),
+    ("09_choosing", ["74498", "297992", "0.328"]),
     ("11_serving", ["73728"])])
 def test_predicted_numbers_are_not_shown_to_students(chapter, predicted):
     """A "predict a number" question's public checks compare fingerprints (mp.exercises.sealed), never the value."""

@@ -44,6 +44,20 @@ def test_paired_bootstrap_sees_a_small_difference_the_means_hide():
     assert stats.paired_bootstrap(b, b).diff == 0 and stats.paired_bootstrap(b, b).p == 1.0
 
 
+def test_paired_bootstrap_shares_its_draws_across_comparisons_and_gives_the_uncached_numbers():
+    rng = np.random.default_rng(3)
+    a, b = (rng.random((3, 500)) < 0.8).astype(int), (rng.random((3, 500)) < 0.78).astype(int)
+    draw = np.random.default_rng(0)                          # what the bootstrap drew before the cache, by hand
+    w_seed = draw.multinomial(3, np.full(3, 1 / 3), size=4000)
+    w_ex = draw.multinomial(500, np.full(500, 1 / 500), size=4000)
+    boot = np.einsum("bs,sn,bn->b", w_seed, (a - b).astype(float), w_ex) / 1500
+    low, high = np.quantile(boot, [0.025, 0.975])
+    for _ in range(2):                                       # drawn, then read from the cache: the same numbers
+        p = stats.paired_bootstrap(a, b)
+        assert (p.low, p.high) == (float(low), float(high))
+    assert stats.paired_bootstrap(a, b, seed=1).low != p.low   # another seed, other draws
+
+
 def test_paired_bootstrap_refuses_unpaired_or_non_binary_input():
     with pytest.raises(ValueError, match="same seeds and examples"):
         stats.paired_bootstrap(np.ones((3, 10)), np.ones((2, 10)))

@@ -3,6 +3,7 @@
     model, result = chapter.run(encoder, tok, train, val, mp.LoRAConfig(r=8), cfg)
     row = compare.costs("lora r=8", model, result, batch)       # one row of the chapter's Pareto table
     row.trainable_pct, row.adapter_bytes, row.latency_ms, row.merged
+    pareto_front({"lora": (0.81, 0.3), "full": (0.83, 100.0), "worse": (0.80, 1.0)})   # ['lora', 'full']
 
 What each number is, and why it is measured this way:
 
@@ -101,3 +102,19 @@ def costs(name: str, model: nn.Module, result, batch: dict, repeats: int = 10) -
                  train_seconds=result.train_time, examples_per_s=result.examples_per_s,
                  peak_rss_mb=result.peak_rss_mb, optimizer_mb=result.trainable * BYTES_PER_TRAINABLE / 2**20,
                  adapter_bytes=adapter_bytes(model), latency_ms=ms, merged=merged)
+
+
+def pareto_front(points: dict[str, tuple[float, float]], maximise: tuple[bool, bool] = (True, False)) -> list[str]:
+    """The names no other point dominates: none is at least as good on both axes and strictly better on one.
+
+    points: name -> (x, y); maximise says, per axis, whether larger is better (default: accuracy up, cost down).
+    The front is what a choice should be made from: every other method is beaten on both counts by one on it."""
+    if len(maximise) != 2:
+        raise ValueError(f"maximise says for each of the two axes whether larger is better, got {maximise!r}.")
+    sign = [1 if m else -1 for m in maximise]
+
+    def better_or_equal(p, q):   # p is at least as good as q on both axes
+        return all(s * a >= s * b for s, a, b in zip(sign, p, q))
+
+    return [name for name, p in points.items()
+            if not any(better_or_equal(q, p) and tuple(q) != tuple(p) for other, q in points.items() if other != name)]

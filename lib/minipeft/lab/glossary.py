@@ -6,7 +6,7 @@
 Each row: the English term, the Chinese term, the chapter that introduces it, the symbol the course writes for it
 (d, m, r, α, n, L ... as in every chapter; "" when there is none), and optionally a regular expression that finds
 the term in a chapter's English text when its plain spelling does not (plurals, abbreviations, spelling variants).
-A planned chapter (no notebook yet) has terms that appear in no written chapter yet. tests/test_bilingual.py checks the
+A chapter without its notebook in course/ is planned: its terms appear in no written chapter yet. tests/test_bilingual.py checks the
 chapter column against the chapters' own text (a term is introduced where it is first used, not earlier or later),
 and that docs/glossary.md is rendered from this table.
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GLOSSARY_MD = Path(__file__).resolve().parents[3] / "docs" / "glossary.md"
+COURSE = Path(__file__).resolve().parents[3] / "course"   # lib/minipeft/lab/ -> the repository's course/
 
 # English | 中文 | chapter | symbol | match (a regular expression, case-insensitive; empty: the English term itself)
 _TABLE = r"""
@@ -183,7 +184,7 @@ accuracy matrix | 准确率矩阵 | 12 | R_ij | accuracy matrix
 class Term:
     en: str
     zh: str
-    chapter: str     # the chapter that introduces it (or a planned chapter, not written yet)
+    chapter: str     # the chapter that introduces it (or will: a planned chapter, see written())
     symbol: str      # the course's symbol, "" if none
     match: str       # a case-insensitive regular expression that finds the term in a chapter's English text
 
@@ -213,13 +214,17 @@ def markdown() -> str:
              "`lib/minipeft/lab/glossary.py` 生成（`python -m minipeft.lab.glossary`），请勿手工编辑。", "",
              f"{len(TERMS)} terms · 共 {len(TERMS)} 个术语.", ""]
     for chapter in sorted({t.chapter for t in TERMS}):
-        written = any((GLOSSARY_MD.parents[1] / "course").glob(f"{chapter}_*.ipynb"))
-        planned = "" if written else " (planned · 计划中)"
+        planned = "" if written(chapter) else " (planned · 计划中)"
         lines += [f"## Chapter {chapter} · 第 {chapter} 章{planned}", "",
                   "| English | 中文 | symbol · 符号 |", "|---|---|---|"]
         lines += [f"| {t.en} | {t.zh} | {_symbol(t.symbol)} |" for t in TERMS if t.chapter == chapter]
         lines.append("")
     return "\n".join(lines)
+
+
+def written(chapter: str) -> bool:
+    """Is chapter "NN" written (course/NN_*.ipynb exists)? A planned chapter's terms are marked so in the docs."""
+    return any(COURSE.glob(f"{chapter}_*.ipynb"))
 
 
 def _symbol(symbol: str) -> str:

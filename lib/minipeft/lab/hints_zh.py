@@ -457,4 +457,45 @@ ZH = {
         '除以错误答案的词元数（answer_mask），而不是除以 T：填充位置（掩码为 0）不能改变 L_UL。',
     'Per example, then the MEAN over the batch: two examples with L_UL 0.1054 and 2.3026 give 1.204, not their sum.':
         '先按样本计算，再对批次取平均：两个样本的 L_UL 分别为 0.1054 和 2.3026，结果是 1.204，而不是它们的和。',
+    # 09_choosing q1
+    'Return a list of names (the keys of points): one method alone is its own front.':
+        '返回名字（points 的键）组成的列表：只有一个方法时，它自己就是前沿。',
+    'Lower cost is better: a cheaper and more accurate method dominates a dearer, less accurate one, and the most accurate one stays on the front whatever it costs.':
+        '代价越低越好：更便宜且更准确的方法支配更贵、更不准确的方法；而最准确的方法无论代价多大都留在前沿上。',
+    'b is exactly as accurate as a and costs more: a dominates it. Dominating needs at least as good on BOTH and strictly better on ONE, not strictly better on both.':
+        'b 与 a 准确率完全相同而代价更高：a 支配 b。支配要求在两个坐标上都不差、并在其中一个上严格更好，而不是在两个坐标上都严格更好。',
+    'Two identical points do not dominate each other (neither is strictly better on any axis): both stay.':
+        '两个完全相同的点互不支配（谁都没有在任何坐标上严格更好）：两者都保留。',
+    "Not the front of the chapter's table (accuracy, trainable %): keep every name no other point dominates, in the order of points.":
+        '这不是本章表格（准确率，可训练占比 %）的前沿：保留所有不被其他点支配的名字，并按 points 中的顺序排列。',
+    # 09_choosing q2
+    'Return three numbers (diff, low, high) with low <= diff <= high.':
+        '返回三个数 (diff, low, high)，且 low <= diff <= high。',
+    'The difference is A − B (mean of a_i − b_i): positive when A gets more snippets right. Check the order.':
+        '差值是 A − B（a_i − b_i 的均值）：A 答对的片段更多时为正。检查相减的顺序。',
+    'The interval is far too wide: the standard error of a mean divides the standard deviation by √N.':
+        '区间太宽了：均值的标准误是标准差除以 √N。',
+    "Paired: the standard error of the per-snippet DIFFERENCES d_i = a_i − b_i, not the two accuracies' errors added as if the runs were independent (that interval is far wider).":
+        '配对：要用每个片段的差值 d_i = a_i − b_i 的标准误，而不是把两个准确率的误差当作相互独立的运行加在一起（那样的区间宽得多）。',
+    'Not the 95 % interval: diff ± 1.96 · se, with se = std(d, ddof=1) / √N.':
+        '这不是 95 % 区间：diff ± 1.96 · se，其中 se = std(d, ddof=1) / √N。',
+    # 09_choosing q3
+    'lora_trainable and lora_bytes must be whole numbers (int), lora_pct a number.':
+        'lora_trainable 和 lora_bytes 必须是整数（int），lora_pct 是一个数。',
+    'Every method trains the classification head too: add its 770 numbers.':
+        '每种方法都还要训练分类头：加上它的 770 个数。',
+    'LoRA goes on W_q AND W_v: two matrices per layer, each r · (384 + 384).':
+        'LoRA 同时加在 W_q 和 W_v 上：每层两个矩阵，每个 r · (384 + 384)。',
+    "Not the count: per layer 2 matrices × r · (d_in + d_out), over 6 layers, plus the head's 770.":
+        '数量不对：每层 2 个矩阵 × r · (d_in + d_out)，共 6 层，再加上分类头的 770 个数。',
+    'A percentage, not a fraction: 100 × trainable / total.':
+        '要的是百分数，不是比例：100 × trainable / total。',
+    'Not the percentage: 100 × lora_trainable / 22,713,986 (checked to 3 decimals).':
+        '百分比不对：100 × lora_trainable / 22,713,986（检查到小数点后 3 位）。',
+    'Bytes, not bits: a float32 number takes 4 bytes.':
+        '是字节，不是比特：一个 float32 数占 4 个字节。',
+    'float32 is 4 bytes per number (2 would be float16 or bfloat16).':
+        'float32 每个数占 4 个字节（2 个字节是 float16 或 bfloat16）。',
+    'Not the bytes: 4 bytes per float32 number × lora_trainable.':
+        '字节数不对：每个 float32 数 4 个字节 × lora_trainable。',
 }

@@ -205,7 +205,7 @@ LR_SWEEP = tuple(Config("learning rate", f"{name} lr x{factor:g}", method, {"lr"
 # Cost (estimate): 8 configurations × 3 seeds, ≈ 2.3-4 min of training + 0.5 min of OOD scoring each: ≈ 75 job-min,
 # ≈ 40 min on 2 idle cores.
 _add(Grid("09_choosing", note="every family on Rotten Tomatoes, scored in and out of distribution (VADER domains)",
-          planned=True, configs=(
+          configs=(
     Config("methods", "head only", {"method": "head"}, {"lr": HEAD_LR}, after=("ood_vader",)),
     Config("methods", "full fine-tuning", {"method": "full"}, {"lr": 5e-5}, after=("ood_vader",)),
     lora("methods", "lora qv r=8", QV, 8, after=("ood_vader",)),

@@ -216,6 +216,16 @@ def ood_vader(model, tokenizer, test, settings) -> dict:
     return out
 
 
+def ood_labels(domain: str) -> list[int]:
+    """The labels ood_vader scored ``domain`` against (Reference.labels_for reads them back, fingerprint checked)."""
+    if domain not in OOD_DOMAINS:
+        raise KeyError(f"ood_vader scores {list(OOD_DOMAINS)}, not {domain!r}.")
+    return list(data.vader_domains(domains=(domain,))[domain]["label"])
+
+
+# analyses that score another test set than Rotten Tomatoes': how to load that set's labels, per key
+ANALYSIS_LABELS = {"ood_vader": ood_labels}
+
 ANALYSES = {"adapter_layer_ablation": adapter_layer_ablation, "adapter_single_layer": adapter_single_layer,
             "adalora_ranks": adalora_ranks,
             "delta_spectra": delta_spectra, "ia3_scales": ia3_scales, "bias_shift": bias_shift,
