@@ -7,7 +7,7 @@ import torch
 
 import minipeft as mp
 from helpers import ids
-from minipeft.lab.train import fit_multitask
+from minipeft.lab.train import Distilled, fit_multitask, transfer_prompt
 from minipeft.methods.mpt import (MPTConfig, MultitaskPrompt, multitask_prompt, set_task, task_prompts,
                           use_task)
 from minipeft.methods.softprompt import prompt_embeddings
@@ -161,6 +161,58 @@ def test_fit_multitask_needs_one_dataset_per_task():
     sets = _toy_sets()
     with pytest.raises(ValueError, match="one dataset per task"):
         fit_multitask(clf, _Tok(), {"amazon": sets["amazon"]}, sets, TrainConfig(max_steps=1, progress=False))
+
+
+def _teacher(seed):
+    torch.manual_seed(seed)
+    teacher = mp.inject(MeanPoolClassifier(mp.tiny_encoder()), mp.PromptConfig(length=N, modules_to_save=["head"]))
+    with torch.no_grad():                             # a trained teacher's head is not the fresh one's zeros
+        gen = torch.Generator().manual_seed(seed)     # (inject seeds the global generator itself)
+        for p in teacher.head.parameters():
+            p.normal_(generator=gen)
+    return teacher
+
+
+def test_distillation_adds_the_kl_to_each_task_s_own_teacher_and_trains_only_the_student():
+    """Wang §3.2: L = L_task + w·τ²·KL(teacher ‖ student), the teacher of the batch's task, frozen, in eval mode."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    student = mp.inject(MeanPoolClassifier(mp.tiny_encoder()), MPTConfig(length=N, tasks=TASKS[:2],
+                                                                         modules_to_save=["head"]))
+    teachers = {"amazon": _teacher(1), "nyt": _teacher(2)}
+    wrapped = Distilled(student, teachers, weight=0.5, temperature=2.0).train()
+    assert not any(t.training for t in wrapped.teachers.values()) and student.training
+    wrapped.eval()                                    # (no dropout: the two forward passes below must agree)
+    batch = dict(input_ids=ids(3, 6), attention_mask=torch.ones(3, 6, dtype=torch.long), labels=torch.tensor([0, 1, 1]))
+    with use_task(student, "nyt"):
+        out = wrapped(**batch)
+        own = student(**batch)
+    teacher = teachers["nyt"](input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    kl = F.kl_div(F.log_softmax(own.logits / 2, -1), F.log_softmax(teacher / 2, -1), log_target=True,
+                  reduction="batchmean") * 4
+    assert kl > 0 and out.loss.item() == pytest.approx(own.loss.item() + 0.5 * kl.item(), rel=1e-5)
+    with use_task(student, "amazon"):                 # the other task: the other teacher
+        assert wrapped(**batch).loss.item() != pytest.approx(out.loss.item())
+    sets = {k: v for k, v in _toy_sets().items() if k in TASKS[:2]}
+    before = [p.clone() for t in teachers.values() for p in t.parameters()]
+    result = fit_multitask(student, _Tok(), sets, sets, TrainConfig(max_steps=4, batch_size=8, lr=1e-2, progress=False),
+                           teachers=teachers)
+    assert all(torch.equal(a, b) for a, b in zip(before, [p for t in teachers.values() for p in t.parameters()]))
+    assert result.trainable == N * D + 2 * (N + D) + D * 2 + 2 and result.total == mp.trainable_parameters(student)[1]
+    with pytest.raises(ValueError, match="One teacher per task"):
+        Distilled(student, {"amazon": teachers["amazon"]})
+
+
+def test_transfer_starts_the_target_at_the_source_s_shared_prompt():
+    source = mpt_model()
+    with torch.no_grad():
+        multitask_prompt(source).embedding.weight.normal_()
+    target = mp.inject(mp.tiny_encoder(), MPTConfig(length=N, tasks=["tweets"]))
+    transfer_prompt(source, target)
+    assert torch.equal(task_prompts(target)[0], multitask_prompt(source).embedding.weight)   # u, v = 1: P = P*
+    with pytest.raises(ValueError, match="differ in shape"):
+        transfer_prompt(source, mp.inject(mp.tiny_encoder(), MPTConfig(length=N + 1, tasks=["tweets"])))
 
 
 def test_labels_init_copies_the_label_word_embeddings(tmp_path):

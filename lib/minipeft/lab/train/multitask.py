@@ -1,9 +1,13 @@
-"""Training one model on K tasks at once (multitask prompt tuning, Wang et al. 2023 §3.2 without distillation):
-minipeft's ``fit`` with a round-robin schedule, one task per batch, each task's prompt switched on for its batches.
+"""Training one model on K tasks at once (multitask prompt tuning, Wang et al. 2023 §3.2): minipeft's ``fit`` with
+a round-robin schedule, one task per batch, each task's prompt switched on for its batches; optionally distilled
+from one teacher per task (§3.2's source training), and the shared prompt carried to a new task (§3.3).
 
     clf = chapter.classifier(encoder, MPTConfig(length=20, tasks=["amazon", "nyt", "tweets"]))
     result = fit_multitask(clf, tokenizer, train_sets, eval_sets, TrainConfig(max_steps=24))
     result.accuracy          # {"amazon": ..., "nyt": ..., "tweets": ...}, each task scored with its own prompt
+
+    fit_multitask(student, tok, train_sets, eval_sets, config, teachers={"amazon": t1, "nyt": t2})   # + KL to teachers
+    transfer_prompt(student, target)      # the target task's MPT prompt starts from the sources' shared P*
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ...core.params import trainable_parameters
 from ...methods.mpt import multitask_prompt, use_task
 from .loop import TrainConfig, accuracy, as_tokenized, fit, length_grouped_batches, predict
 
@@ -57,12 +63,67 @@ class RoundRobin:
             yield self.train[name], next(streams[name]), use_task(self.model, name)
 
 
-def fit_multitask(model: nn.Module, tokenizer, train_sets: dict, eval_sets: dict, config=None) -> MultitaskResult:
+class Distilled(nn.Module):
+    """Wang et al. 2023 §3.2, the source training: the student's own loss on a batch of task k, plus a pull of its
+    output distribution towards task k's teacher (a prompt trained on task k alone), Hinton-style:
+
+        L = L_task + weight · τ² · KL( softmax(z_teacher / τ) ‖ softmax(z_student / τ) )
+
+    (the paper adds a second term matching hidden states; left out here). It wraps the student so that ``fit``
+    trains it unchanged: the teachers are frozen and always run in eval mode (no dropout), only the student learns.
+    """
+
+    def __init__(self, student: nn.Module, teachers: dict[str, nn.Module], weight: float = 1.0,
+                 temperature: float = 2.0):
+        super().__init__()
+        names = multitask_prompt(student).tasks
+        if set(teachers) != set(names):
+            raise ValueError(f"One teacher per task {names} is needed for distillation; got {sorted(teachers)}.")
+        if weight < 0 or temperature <= 0:
+            raise ValueError(f"weight must be >= 0 and temperature > 0, got weight={weight}, temperature={temperature}.")
+        self.student, self.names = student, names
+        self.teachers = nn.ModuleDict({k: t.requires_grad_(False).eval() for k, t in teachers.items()})
+        self.weight, self.temperature = float(weight), float(temperature)
+        self.last_kl = float("nan")                      # the distillation term of the latest batch (for plots)
+
+    def train(self, mode: bool = True):
+        self.student.train(mode)                         # the teachers stay in eval mode
+        return self
+
+    def forward(self, labels=None, **inputs):
+        out = self.student(labels=labels, **inputs)
+        task = self.names[multitask_prompt(self.student).task]
+        with torch.no_grad():
+            teacher_logits = self.teachers[task](**inputs).logits
+        tau = self.temperature
+        kl = F.kl_div(F.log_softmax(out.logits / tau, -1), F.log_softmax(teacher_logits / tau, -1),
+                      log_target=True, reduction="batchmean") * tau ** 2
+        self.last_kl = kl.item()
+        out.loss = out.loss + self.weight * kl
+        return out
+
+
+@torch.no_grad()
+def transfer_prompt(source: nn.Module, target: nn.Module) -> nn.Module:
+    """Wang et al. 2023 §3.3: start the target task's multitask prompt from the shared prompt P* learned on the
+    source tasks (its task factors u, v start at 1, so the target begins exactly at P*); then train it as usual."""
+    p_source, p_target = multitask_prompt(source).embedding.weight, multitask_prompt(target).embedding.weight
+    if p_source.shape != p_target.shape:
+        raise ValueError(f"The shared prompts differ in shape: source {tuple(p_source.shape)}, target "
+                         f"{tuple(p_target.shape)}. Build the target with the same length n on the same backbone.")
+    p_target.copy_(p_source)
+    return target
+
+
+def fit_multitask(model: nn.Module, tokenizer, train_sets: dict, eval_sets: dict, config=None, *,
+                  teachers: dict[str, nn.Module] | None = None, distill_weight: float = 1.0,
+                  temperature: float = 2.0) -> MultitaskResult:
     """Train a model carrying an MPTConfig prompt on K tasks with minipeft's ``fit`` (batches round-robin over the
     tasks, AdamW + schedule), then evaluate each task with its own prompt.
 
     ``config`` is a minipeft.train.TrainConfig: epochs count passes over the LARGEST task (every task gets the same
-    number of steps), max_steps caps the total over all tasks.
+    number of steps), max_steps caps the total over all tasks. ``teachers`` (one trained model per task, e.g. a
+    prompt trained on that task alone) adds §3.2's distillation term (``Distilled``); the teachers are frozen.
     """
     config = config or TrainConfig()
     names = multitask_prompt(model).tasks
@@ -71,12 +132,13 @@ def fit_multitask(model: nn.Module, tokenizer, train_sets: dict, eval_sets: dict
                          f"{sorted(train_sets)} and {sorted(eval_sets)}.")
     train = {k: as_tokenized(train_sets[k], tokenizer, config.max_length) for k in names}
     schedule = RoundRobin(model, train, config.batch_size)
-    result = fit(model, tokenizer, None, None, config, schedule=schedule)
+    trained = model if teachers is None else Distilled(model, teachers, distill_weight, temperature)
+    result = fit(trained, tokenizer, None, None, config, schedule=schedule)
     predictions = {}
     for name in names:
         with use_task(model, name):
             predictions[name] = predict(model, tokenizer, eval_sets[name], config.eval_batch_size, config.max_length)
     return MultitaskResult(accuracy={k: accuracy(p, eval_sets[k]["label"]) for k, p in predictions.items()},
                            predictions=predictions, losses=[(schedule.task_of(i), loss) for i, loss in enumerate(result.losses)],
-                           steps=result.steps, train_time=result.train_time, trainable=result.trainable,
-                           total=result.total)
+                           steps=result.steps, train_time=result.train_time,
+                           **dict(zip(("trainable", "total"), trainable_parameters(model))))   # the student's own
