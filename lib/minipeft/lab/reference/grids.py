@@ -63,6 +63,20 @@ _add(Grid("02_lora", note="rank sweep on Wq+Wv (Table 6); which matrices at an e
     lora("budget", "qkvo r=2", ["query", "key", "value", "attention.output.dense"], 2),
 )))
 
+# Li & Liang §7.1 (Fig. 3): with 50-500 training examples prefix tuning beats full fine-tuning. Here: 50, 100 and 500
+# snippets, each seed its own random subset (the same subset for every method of that seed: paired), 100 optimizer
+# steps of 10 whatever the size (so every run sees 1,000 snippets: 20, 10 and 2 epochs), each method at its own
+# chapter's learning rate; head only as the floor; 3 seeds (3 subsets) each. Cost (estimate): 27 runs of ≈ 0.5-1 min
+# ≈ 20 job-min.
+LITTLE_DATA = tuple(
+    Config("little data", f"{name}, {n} snippets", method, {"lr": lr, "batch_size": 10, "epochs": 1000 / n},
+           seeds=seeds, train_rows=n)
+    for n in (50, 100, 500)
+    for name, method, lr, seeds in (("prefix n=10 MLP", {"method": "prefix", "length": 10, "projection_hidden": 128},
+                                     1e-3, None),
+                                    ("full fine-tuning", {"method": "full"}, 5e-5, None),
+                                    ("head only", {"method": "head"}, HEAD_LR, None)))
+
 _add(Grid("03_prefix", note="direct table vs MLP; prefix length; every layer vs the input only", configs=(
     HEAD,
     Config("reparameterisation", "prefix n=10 direct", {"method": "prefix", "length": 10}, {"lr": 1e-2}),
@@ -71,7 +85,8 @@ _add(Grid("03_prefix", note="direct table vs MLP; prefix length; every layer vs 
     Config("length", "prefix n=1 direct", {"method": "prefix", "length": 1}, {"lr": 1e-2}),
     Config("length", "prefix n=30 direct", {"method": "prefix", "length": 30}, {"lr": 1e-2}),
     Config("depth", "prompt n=10 (input only)", {"method": "prompt", "length": 10}, {"lr": 1e-2}),
-)))
+    *LITTLE_DATA,
+), borrowed=(("00_adaptation", "full fine-tuning"),)))   # the whole split's full fine-tuning: chapter 00's runs
 
 LABEL_WORDS = ["terrible", "great"]  # rotten = 0, fresh = 1: chapter 04's class-label initialisation
 _add(Grid("04_prompt", note="prompt initialisation and length; P-tuning (full fine-tuning: 00_adaptation)", configs=(
