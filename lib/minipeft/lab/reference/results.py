@@ -106,6 +106,11 @@ class Comparison:
         return f"{self.a} vs {self.b}: {self.words} ({self.why})"
 
 
+def _right(predictions: str, labels: np.ndarray) -> np.ndarray:
+    """Stored predictions (one digit per example, jobs.encode) against their labels: True where right."""
+    return np.frombuffer(predictions.encode(), dtype=np.uint8) - ord("0") == labels
+
+
 class Reference:
     def __init__(self, grid: Grid, records: dict[str, dict], labels):
         self.grid, self.labels = grid, np.asarray(labels)
@@ -158,8 +163,7 @@ class Reference:
         rows = []
         for r in self.runs(name):
             entry = r["metrics"]["predictions"] if analysis is None else r["metrics"][analysis[0]][analysis[1]]
-            text = entry["predictions"] if isinstance(entry, dict) else entry
-            rows.append(np.frombuffer(text.encode(), dtype=np.uint8) - ord("0") == labels)
+            rows.append(_right(entry["predictions"] if isinstance(entry, dict) else entry, labels))
         return np.array(rows, dtype=np.int8)
 
     # ----------------------------------------------------------------------------- chapter 12: tasks in turn
@@ -182,8 +186,7 @@ class Reference:
         """(seeds, examples of the domain) 0/1: which of `domain`'s test rows each seed's model got right after
         training stage `stage` (-1: the last). Two stages of one configuration pair like two configurations."""
         labels = self.domain_labels(name)[domain]
-        rows = [np.frombuffer(r["metrics"]["stages"][stage][domain]["predictions"].encode(), dtype=np.uint8)
-                - ord("0") == labels for r in self.runs(name)]
+        rows = [_right(r["metrics"]["stages"][stage][domain]["predictions"], labels) for r in self.runs(name)]
         return np.array(rows, dtype=np.int8)
 
     def stage_accuracies(self, name: str) -> np.ndarray:
