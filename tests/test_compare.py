@@ -46,3 +46,39 @@ def test_pareto_front_keeps_what_nothing_beats_on_both_axes():
     assert compare.pareto_front({"a": (1.0, 2.0), "b": (1.0, 3.0)}) == ["a"]       # equal x, cheaper y dominates
     with pytest.raises(ValueError, match="each of the two axes"):
         compare.pareto_front(points, maximise=(True,))
+
+
+def test_lr_sensitivity_pairs_each_sweep_run_with_its_methods_own_seed_0():
+    # the committed 09_choosing grid: every method with a sweep, both factors present (the grid is complete)
+    from minipeft.lab import reference
+    ref = reference.load("09_choosing")
+    rows = {row.method: row for row in compare.lr_sensitivity(ref)}
+    assert "head only" not in rows and len(rows) == 7          # head only has one rate
+    for row in rows.values():
+        assert set(row.shifts) == {0.1, 10.0}
+        seed0 = ref.accuracies(row.method)[[r["seed"] for r in ref.runs(row.method)].index(0)]
+        assert row.seed0 == seed0
+        for f, s in row.shifts.items():
+            other = ref.accuracies(compare.lr_config_name(row.method, f))[0]
+            assert s.accuracy == other
+            assert abs(s.shift - (other - seed0)) < 1e-12           # one seed: the paired mean is the plain difference
+            assert s.shift_low <= s.shift <= s.shift_high and s.low <= s.accuracy <= s.high
+            assert s.real == ((s.shift_low > 0 or s.shift_high < 0) and abs(s.shift) > row.seed_range)
+    lora = rows["lora qv r=8"]
+    assert abs(lora.shifts[10.0].accuracy - ref.majority) < 1e-9 and lora.shifts[10.0].real   # x10: majority class
+    assert lora.worst() is lora.shifts[10.0]
+
+
+def test_plot_lr_sensitivity_draws_one_line_per_method_and_the_majority():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    shift = compare.LRShift(10.0, 0.6, 0.55, 0.65, -0.2, -0.25, -0.15, True)
+    rows = [compare.LRSensitivity("a", 1e-3, 0.8, 0.01, {10.0: shift}),
+            compare.LRSensitivity("b", 1e-2, 0.7, 0.02, {})]
+    fig, ax = plt.subplots()
+    compare.plot_lr_sensitivity(ax, rows, majority=0.5)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["a", "b", "majority class (0.500)"]
+    assert list(ax.lines[0].get_xdata()) == [1.0, 10.0] and ax.lines[0].get_ydata() == pytest.approx([0.8, 0.6])
+    plt.close(fig)

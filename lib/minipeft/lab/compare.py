@@ -36,6 +36,7 @@ from torch import nn
 from ..core.checkpoint import save_adapter
 from ..core.inject import merge, peft_layers
 from ..core.layers import PeftModule
+from . import stats
 
 BYTES_PER_TRAINABLE = 3 * 4  # a float32 gradient and Adam's two moments (exp_avg, exp_avg_sq) per parameter
 
@@ -118,3 +119,88 @@ def pareto_front(points: dict[str, tuple[float, float]], maximise: tuple[bool, b
 
     return [name for name, p in points.items()
             if not any(better_or_equal(q, p) and tuple(q) != tuple(p) for other, q in points.items() if other != name)]
+
+
+# --- learning-rate sensitivity (chapter 09 measures it; chapter 12 reads it back as one of the notes' challenges) ---
+
+LR_FACTORS = (0.1, 10.0)   # the sweep's rates relative to each method's own (grid 09_choosing, experiment "learning rate")
+
+
+def lr_config_name(method: str, factor: float) -> str:
+    """The grid's name of `method` run at `factor` × its own learning rate ("lora qv r=8 lr x0.1")."""
+    return f"{method} lr x{factor:g}"
+
+
+@dataclass
+class LRShift:
+    """One method at one learning rate ten times off: the run's accuracy, and its paired shift from the method's own
+    rate on the same seed (0). `real` asks for both: the interval excludes 0 AND the shift exceeds the method's seed
+    range at its own rate — one seed per rate, so the seeds' spread is the yardstick of noise."""
+    factor: float
+    accuracy: float
+    low: float            # Wilson 95 % of that accuracy (test-set sampling)
+    high: float
+    shift: float          # paired accuracy difference to the method's own rate, seed 0
+    shift_low: float
+    shift_high: float
+    real: bool
+
+
+@dataclass
+class LRSensitivity:
+    method: str
+    lr: float             # the method's own rate (its chapter's)
+    seed0: float          # accuracy at that rate, seed 0
+    seed_range: float     # max − min accuracy over the method's seeds at that rate
+    shifts: dict          # factor -> LRShift, only for the runs that exist
+
+    def worst(self) -> LRShift | None:
+        return min(self.shifts.values(), key=lambda s: s.shift, default=None)
+
+
+def lr_sensitivity(ref, factors=LR_FACTORS) -> list[LRSensitivity]:
+    """Every method of `ref` (a loaded 09_choosing Reference) that has a learning-rate sweep, with each existing run
+    paired to the method's own seed-0 run. A run not finished yet is missing from `shifts`, never guessed."""
+    names = {c.name for c in ref.grid.configs}
+    out = []
+    for config in ref.grid.configs:
+        method = config.name
+        if config.experiment == "learning rate" or not any(lr_config_name(method, f) in names for f in factors):
+            continue
+        own = ref.accuracies(method)                             # (seeds,) at the method's own rate
+        if not len(own):
+            continue
+        seed0 = [i for i, r in enumerate(ref.runs(method)) if r["seed"] == 0]
+        if not seed0:
+            continue
+        spread = float(own.max() - own.min())
+        shifts = {}
+        for factor in factors:
+            other = lr_config_name(method, factor)
+            if other not in names or not ref.runs(other):
+                continue
+            a = ref.correct(other)                               # (1, examples): its one seed-0 run
+            b = ref.correct(method)[seed0]                       # (1, examples): the method's own rate, seed 0
+            paired = stats.paired_bootstrap(a, b)
+            low, high = stats.binomial_interval(float(a.mean()), a.shape[1])
+            shifts[factor] = LRShift(factor, float(a.mean()), low, high, paired.diff, paired.low, paired.high,
+                                     bool((paired.low > 0 or paired.high < 0) and abs(paired.diff) > spread))
+        out.append(LRSensitivity(method, config.settings()["lr"], float(own[seed0[0]]), spread, shifts))
+    return out
+
+
+def plot_lr_sensitivity(ax, rows: list[LRSensitivity], majority: float | None = None, colours: dict | None = None):
+    """Accuracy against the learning rate relative to each method's own (log axis), one line per method, shaded by
+    ± its seed range at its own rate; the legend outside the axes on the right (no point hidden behind it)."""
+    for i, row in enumerate(rows):
+        colour = (colours or {}).get(row.method, f"C{i % 10}")
+        points = sorted([(1.0, row.seed0)] + [(f, row.seed0 + s.shift) for f, s in row.shifts.items()])
+        ax.plot(*zip(*points), "o-", c=colour, label=row.method)
+        ax.fill_between([0.8, 1.25], row.seed0 - row.seed_range, row.seed0 + row.seed_range, color=colour,
+                        alpha=0.15, lw=0)
+    if majority is not None:
+        ax.axhline(majority, ls=":", c="k", lw=0.8, label=f"majority class ({majority:.3f})")
+    ax.set(xscale="log", xticks=[0.1, 1, 10], xticklabels=["× 0.1", "its chapter's lr", "× 10"],
+           xlabel="learning rate, relative to the one each chapter used", ylabel="test accuracy (seed 0)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
