@@ -457,6 +457,46 @@ def test_a_chapter_12_job_scores_every_domain_after_every_stage(name):
         assert stages[0]["amazon"] == stages[1]["amazon"] == stages[2]["amazon"]
 
 
+def test_the_chapter_12_fusion_job_holds_out_each_domain_and_stores_its_baselines_and_weights(monkeypatch):
+    """The leave-one-out AdapterFusion job, its grid config on the tiny encoder and toy domains (MiniLM would take
+    minutes for its 18 small runs): the fusion's predictions cover the three test splits in order (one stage), each
+    baseline's too; per target, the attention of every layer over the two OTHER domains sums to 1, and the chosen
+    source is the one whose head reached the lower training loss."""
+    import torch
+    from datasets import Dataset
+
+    import minipeft as mp
+    from minipeft.lab.reference import jobs
+    from minipeft.lab.reference.fusion_jobs import SYSTEMS
+
+    class Tok:
+        pad_token_id = 0
+
+    def toy(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        y = torch.randint(0, 2, (n,), generator=g).tolist()
+        return Dataset.from_dict({"input_ids": [[1] + (torch.randint(0, 40, (6,), generator=g) + 3 + 60 * c).tolist()
+                                                for c in y], "label": y})
+
+    order = ["amazon", "nyt", "tweets"]
+    # d = 96: the grid's Pfeiffer adapter has m = 64, which must be smaller than d
+    monkeypatch.setattr(jobs, "encoder_and_tokenizer", lambda: (mp.tiny_encoder(seed=0, hidden_size=96), Tok()))
+    monkeypatch.setattr(jobs, "domain_splits", lambda max_length: {d: (toy(40, i), toy(12, 10 + i))
+                                                                   for i, d in enumerate(order)})
+    record = jobs.run_job(GRIDS["12_forgetting"].job("adapterfusion, leave one out/seed=0"), progress=False)
+    m = record["metrics"]
+    assert m["order"] == order and len(m["predictions"]) == 36 and len(m["stages"]) == 1
+    assert sorted(m["systems"]) == sorted(SYSTEMS)
+    assert all(len(v[d]["predictions"]) == 12 for v in [m["stages"][0], *m["systems"].values()] for d in order)
+    for t, att in m["attention"].items():
+        assert att["sources"] == [d for d in order if d != t] and len(att["layers"]) == 2
+        assert all(abs(sum(w) - 1) < 1e-3 and len(w) == 2 for w in att["layers"])
+        heads = m["source_heads"][t]
+        assert m["chosen_source"][t] == min(heads, key=lambda s: heads[s]["train_loss"])
+    assert m["fusion_trainable"] == 2 * (3 * 96 * 96 + 2 * 96) + 96 * 2 + 2
+    assert m["accuracy"] > 0.6             # the toy's two classes use disjoint tokens: the fusion learns them
+
+
 def test_a_grid_s_labels_are_its_own_test_set():
     """Chapter 12's runs are scored on the three domains' test splits (in the configs' order), every other grid on
     Rotten Tomatoes' test split; a grid that would mix the two is refused."""
@@ -510,6 +550,12 @@ def test_a_domain_job_s_stages_are_read_per_domain_and_paired_across_stages():
     assert ref.stage_correct("full, in turn", 1, "b").tolist() == [[1, 1], [1, 1]]
     acc = ref.stage_accuracies("full, in turn")
     assert acc.shape == (2, 2, 2) and acc[0].tolist() == [[1.0, 0.5], [2 / 3, 1.0]]
+    for r, preds in zip(ref.runs("full, in turn"), ("001", "110")):     # a baseline stored beside the run (fusion)
+        r["metrics"]["systems"] = {"head only": {"a": {"predictions": preds}, "b": {"predictions": "10"}}}
+    assert ref.system_correct("full, in turn", "head only", "a").tolist() == [[0, 1, 1], [1, 0, 0]]
+    assert ref.system_correct("full, in turn", "head only", "b").tolist() == [[1, 1], [1, 1]]
+    with pytest.raises(KeyError, match="stored no system 'adapter'"):
+        ref.system_correct("full, in turn", "adapter", "a")
 
 
 def test_chapter_10_jobs_show_and_train_on_the_same_examples_and_score_the_same_snippets(monkeypatch):

@@ -9,4 +9,5 @@
     ia3.py        IA3                           bitfit.py    BitFit
     kronecker.py  KronA, KronA^B(_res)          hadamard.py  LoHa / FedPara     lokr.py   LoKr
     pfedpara.py  pFedPara (W1 shared ⊙ (W2 local + 1))
+    fusion.py     AdapterFusion: an attention over frozen per-task adapters (minipeft.methods.fusion)
 """

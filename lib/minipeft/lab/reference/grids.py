@@ -253,9 +253,16 @@ _add(Grid("09_choosing", note="every family on Rotten Tomatoes, scored in and ou
 # the earlier chapters' (full fine-tuning 5e-5, as chapter 00; LoRA 1e-3, as chapter 02); one epoch per domain.
 # Cost (estimate): a full fine-tuning stage ≈ 1 min of training on 2 idle cores, a LoRA stage ≈ 0.6 min, plus
 # scoring the three test splits after every stage: ≈ 12 job-min per seed, ≈ 20 min for the grid with two jobs.
+# AdapterFusion (Pfeiffer et al. 2021, §3; fusion_jobs.py): each domain in turn is the target, with little data (256
+# snippets of its training split, drawn per seed, 4 passes = 32 steps: the paper finds fusion helps most on small
+# targets), the other two domains' Pfeiffer adapters (m = 64, chapter 01's; trained on their whole splits at 1e-3)
+# fused. Against a new adapter, a head alone, and the better source adapter with a new head, all on the same 256
+# snippets; the target lr (5e-3 for the fusion and the adapter, 1e-2 for heads) is raised for 32 steps, not tuned.
 DOMAINS = ["amazon", "nyt", "tweets"]
 LORA_QV8 = {"method": "lora", "r": 8, "alpha": 16, "targets": QV}
-_add(Grid("12_forgetting", note="full fine-tuning vs LoRA across VADER domains in turn; per-domain LoRA; multi-task",
+PFEIFFER_64 = {"method": "adapter", "kind": "pfeiffer", "bottleneck": 64}   # chapter 01's Pfeiffer adapter
+_add(Grid("12_forgetting", note="full fine-tuning vs LoRA across VADER domains in turn; per-domain LoRA; multi-task; "
+                                "AdapterFusion, each domain held out in turn",
           data="vader amazon -> nyt -> tweets: 80/20 stratified split per domain (seed 0), neutral band 0.5",
           configs=(
     Config("sequence", "full, in turn", {"method": "sequence", "order": DOMAINS, "inner": {"method": "full"}},
@@ -264,6 +271,9 @@ _add(Grid("12_forgetting", note="full fine-tuning vs LoRA across VADER domains i
     Config("sequence", "lora per domain", {"method": "per_task", "order": DOMAINS, "inner": LORA_QV8}, {"lr": 1e-3}),
     Config("sequence", "full, multi-task", {"method": "multitask", "order": DOMAINS, "inner": {"method": "full"}},
            {"lr": 5e-5}),
+    Config("fusion", "adapterfusion, leave one out", {"method": "fusion", "order": DOMAINS, "inner": PFEIFFER_64,
+                                                      "target_rows": 256, "target_epochs": 4, "target_lr": 5e-3,
+                                                      "head_lr": 1e-2}, {"lr": 1e-3}),
 )))
 
 # Chapter 10. Few-shot on the SmolLM2-135M decoder (reference/fewshot_jobs.py): the same k = 16 Rotten Tomatoes

@@ -297,7 +297,8 @@ def _record(job: Job, metrics: dict, start: float, labels, limit: int | None) ->
 # "multitask": one classifier on all domains' training rows at once. Each domain is trained for the config's epochs.
 # "accuracy" and "predictions" are the FINAL model's on the domains' test splits concatenated in `order` (so
 # Reference.compare pairs any two such runs); "stages" holds every stage's accuracy and predictions per domain.
-DOMAIN_JOBS = ("sequence", "per_task", "multitask")
+# "fusion": AdapterFusion, each domain the target in turn with the others' adapters fused (fusion_jobs.py).
+DOMAIN_JOBS = ("sequence", "per_task", "multitask", "fusion")
 
 
 def _domains(job: Job, encoder, tokenizer, settings: dict, limit: int | None, progress: bool):
@@ -306,11 +307,15 @@ def _domains(job: Job, encoder, tokenizer, settings: dict, limit: int | None, pr
     from ..train import fit_per_task, fit_sequence
 
     spec = job.config.method
-    order, inner = list(spec["order"]), build_method(spec["inner"], tokenizer)
+    order = list(spec["order"])
     parts = domain_splits(settings["max_length"])
     cut = (lambda ds: ds.select(range(min(limit, len(ds))))) if limit else (lambda ds: ds)
     train_sets, tests = {d: cut(parts[d][0]) for d in order}, {d: cut(parts[d][1]) for d in order}
+    if spec["method"] == "fusion":
+        from .fusion_jobs import run_fusion
+        return run_fusion(job, encoder, tokenizer, train_sets, tests, settings, progress)
     config = TrainConfig(**settings, seed=job.seed, progress=progress, desc=f"{job.chapter} {job.id}")
+    inner = build_method(spec["inner"], tokenizer)
     if spec["method"] == "multitask":
         together = concatenate_datasets(list(train_sets.values())).shuffle(seed=job.seed)
         model, result = chapter.run(encoder, tokenizer, together, None, inner, config)

@@ -189,6 +189,17 @@ class Reference:
         rows = [_right(r["metrics"]["stages"][stage][domain]["predictions"], labels) for r in self.runs(name)]
         return np.array(rows, dtype=np.int8)
 
+    def system_correct(self, name: str, system: str, domain: str) -> np.ndarray:
+        """(seeds, examples of the domain) 0/1 of a baseline a domain job stored beside its own model (the fusion
+        job's "adapter", "head only", "best source + head": fusion_jobs.py), on the same rows as stage_correct."""
+        labels = self.domain_labels(name)[domain]
+        runs = self.runs(name)
+        if any(system not in r["metrics"].get("systems", {}) for r in runs):
+            known = sorted(runs[0]["metrics"].get("systems", {})) if runs else []
+            raise KeyError(f"{name!r} stored no system {system!r}; it stored {known}.")
+        return np.array([_right(r["metrics"]["systems"][system][domain]["predictions"], labels) for r in runs],
+                        dtype=np.int8)
+
     def stage_accuracies(self, name: str) -> np.ndarray:
         """(seeds, stages, domains): the accuracy on every domain (columns in the runs' order) after every stage;
         one row per stage is the accuracy matrix R of continual learning (train.backward_transfer reads it)."""
