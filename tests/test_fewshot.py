@@ -128,3 +128,67 @@ def test_train_on_examples_fits_the_examples_and_names_bad_losses():
         fewshot.train_on_examples(model, tok, pattern, examples, steps=1, lr=1e-3, losses=("lm", "kl"))
     with pytest.raises(ValueError, match="inject a PEFT method"):
         fewshot.train_on_examples(mp.tiny_decoder().requires_grad_(False), tok, pattern, examples, steps=1, lr=1e-3)
+
+
+def test_demonstrations_for_draws_one_other_example_per_label_repeatably():
+    """LM-BFF §6: one example of each label, in label order; in training never the input itself; seeded."""
+    pool = [("a", 0), ("b", 1), ("c", 0), ("d", 1), ("e", 1)]
+    draw = fewshot.demonstrations_for(pool, 2, torch.Generator().manual_seed(3))
+    assert len(draw) == len(pool)
+    for i, demos in enumerate(draw):
+        assert [y for _, y in demos] == [0, 1] and pool[i] not in demos and all(d in pool for d in demos)
+    assert draw[0][0] == ("c", 0) and draw[2][0] == ("a", 0)       # label 0 has two examples: each shows the other
+    assert draw == fewshot.demonstrations_for(pool, 2, torch.Generator().manual_seed(3))
+    many = [fewshot.demonstrations_for(pool, 2, torch.Generator().manual_seed(s)) for s in range(8)]
+    assert len({str(m) for m in many}) > 1                            # the seed moves the draw
+    test = fewshot.demonstrations_for(pool, 2, torch.Generator().manual_seed(0), inputs=40)
+    assert len(test) == 40 and {d[0] for d in test} == {("a", 0), ("c", 0)}   # at test every example is a candidate
+    with pytest.raises(ValueError, match="2 training examples"):
+        fewshot.demonstrations_for([("a", 0), ("b", 1), ("c", 1)], 2, torch.Generator())
+    with pytest.raises(ValueError, match="labels must be 0 … 1"):
+        fewshot.demonstrations_for([("a", 0), ("b", 2)], 2, torch.Generator())
+
+
+def test_score_with_demonstrations_averages_each_text_s_own_drawn_sets():
+    model, tok, pattern = mp.tiny_decoder(), CharTokenizer(), fewshot.Pattern(verbaliser=(" no", " yes!"))
+    pool = [("great fun", 1), ("bad", 0), ("a joy", 1), ("dull stuff", 0)]
+    texts = ["a fine film", "dull", "the plot is a mess", "wow", "so-so"]
+    scored = fewshot.score_with_demonstrations(model, tok, pattern, texts, pool, sets=2, seed=5, batch_size=2)
+    gen, total, tokens = torch.Generator().manual_seed(5), 0, 0          # the same draws, one full prompt at a time
+    for _ in range(2):
+        demos = fewshot.demonstrations_for(pool, 2, gen, inputs=len(texts))
+        batch = fewshot.encode(tok, [pattern.prompt(t, d) for t, d in zip(texts, demos)], pattern.verbaliser)
+        with torch.no_grad():
+            total = total + fewshot.answer_scores(fewshot.token_log_probs(model, batch), batch, normalise=True)
+        tokens += batch.tokens
+    assert scored.predictions == total.argmax(-1).tolist() and scored.prefix_tokens == 0
+    assert scored.tokens_per_prediction == tokens / len(texts)
+    assert (total[:, 1] - total[:, 0]).abs().min() > 1e-4              # no tie: the argmax is a real choice
+    one = fewshot.score_with_demonstrations(model, tok, pattern, texts, pool, sets=1, seed=5)
+    assert one.tokens_per_prediction < scored.tokens_per_prediction
+    with pytest.raises(ValueError, match="at least 1"):
+        fewshot.score_with_demonstrations(model, tok, pattern, texts, pool, sets=0)
+
+
+def test_train_on_examples_with_demonstrations_trains_on_the_drawn_prompts():
+    """Step 1's losses are those of the examples after the demonstrations the seeded generator draws (nothing has
+    moved yet); the same seed gives the same run, and the demonstrations change what is trained on."""
+    tok, pattern = CharTokenizer(), fewshot.Pattern(verbaliser=(" no", " yes!"))
+    examples = [("good", 1), ("awful", 0), ("lovely", 1), ("boring", 0)]
+
+    def trained(**kw):
+        torch.manual_seed(0)
+        model = mp.inject(mp.tiny_decoder(), mp.LoRAConfig(r=4, targets=["q_proj", "v_proj", "down_proj"]))
+        return model, fewshot.train_on_examples(model, tok, pattern, examples, steps=40, lr=3e-2, **kw)
+
+    torch.manual_seed(0)
+    fresh = mp.inject(mp.tiny_decoder(), mp.LoRAConfig(r=4, targets=["q_proj", "v_proj", "down_proj"]))
+    demos = fewshot.demonstrations_for(examples, 2, torch.Generator().manual_seed(7))
+    batch = fewshot.encode(tok, [pattern.prompt(t, d) for (t, _), d in zip(examples, demos)], pattern.verbaliser)
+    with torch.no_grad():
+        expected = fewshot.tfew_losses(fresh, batch, torch.tensor([y for _, y in examples]))
+    model, history = trained(demonstrations=True, seed=7)
+    assert history[0] == {k: round(v.item(), 5) for k, v in expected.items()}
+    assert history == trained(demonstrations=True, seed=7)[1] and history[0] != trained()[1][0]
+    # it learns, more slowly than on the query alone (40 steps: 0.69 -> 0.52): the demonstrations change every step
+    assert history[-1]["ln"] < 0.8 * history[0]["ln"] and history[-1]["lm"] < history[0]["lm"], history[-1]

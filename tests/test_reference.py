@@ -580,6 +580,10 @@ def test_chapter_10_jobs_show_and_train_on_the_same_examples_and_score_the_same_
     assert len(t["losses"]) == 5 and t["trainable"] > 0 and t["predictions"] == again["metrics"]["predictions"]
     assert t["losses"] == again["metrics"]["losses"] and t["prefix_tokens"] == 0
     assert m["tokens_per_prediction"] > t["tokens_per_prediction"]     # the demonstrations, counted per prediction
+    demo = run_job(grid.job("lora r=4 (lm+ul+ln) + demos/seed=0"), limit=8, progress=False)["metrics"]
+    assert demo["demo_sets"] == 2 and demo["prefix_tokens"] == 0 and len(demo["losses"]) == 5   # LM-BFF §6
+    assert demo["tokens_per_prediction"] > 2 * 2 * t["tokens_per_prediction"]   # 2 sets × (2 demos + the query)
+    assert demo["losses"][0] != t["losses"][0]                          # the same draw, trained on other prompts
     assert {c.method["method"] for c in grid.configs} == {"icl", "fewshot_train"}
     shown = fewshot.draw_examples(*(lambda rt: (rt["text"], rt["label"]))(fewshot_jobs.data.rotten_tomatoes()["train"]),
                                   16, seed=0)

@@ -15,6 +15,11 @@ Fine-Tuning is Better and Cheaper than In-Context Learning", §3.2) trains with 
     L_UL = − Σ_{wrong n} Σ_t log(1 − p(ŷ⁽ⁿ⁾_t | x, ŷ⁽ⁿ⁾_<t)) / Σ_n T⁽ⁿ⁾   unlikelihood: push wrong answers' tokens down
     L_LN = − log softmax_n(β(x, ŷ⁽ⁿ⁾))[correct],  β = mean log-probability of an answer's tokens    (length-normalised)
 
+LM-BFF (Gao, Fisch & Chen 2021, §6) also puts demonstrations into the FINE-TUNING prompts: each input is preceded by
+one example of each label drawn from the k training examples (never the input itself), drawn afresh as training
+goes, and at inference the scores of several drawn demonstration sets are averaged (`demonstrations_for`,
+`train_on_examples(demonstrations=True)`, `score_with_demonstrations`).
+
 Everything works on token ids (`score_ids`, `tfew_losses`); `encode` turns prompts and answers into them with a
 tokenizer. A prompt and an answer are tokenised separately and concatenated (answers start with a space), as PET
 and T-Few do, so an answer's tokens are the same after every prompt.
@@ -156,6 +161,31 @@ def draw_examples(texts, labels, k: int, seed: int) -> list[tuple[str, int]]:
     return [(texts[chosen[i]], labels[chosen[i]]) for i in order]
 
 
+def demonstrations_for(pool: list[tuple[str, int]], n_labels: int, gen: torch.Generator,
+                       inputs: int | None = None) -> list[list[tuple[str, int]]]:
+    """LM-BFF §6's demonstrations: for each input, ONE example of each label drawn at random from `pool` (the k
+    training examples), in label order (as LM-BFF's template places them: label 0's, then label 1's, ...).
+
+    inputs=None: the inputs ARE the pool (training): input i never gets pool[i], itself, as a demonstration (LM-BFF
+    leaves the query out of its candidates in training mode). inputs=n: n inputs from elsewhere (test snippets),
+    every pool example a candidate. The generator makes a draw repeatable: the same seed, the same demonstrations."""
+    labels = [y for _, y in pool]
+    if any(not 0 <= y < n_labels for y in labels):
+        raise ValueError(f"labels must be 0 … {n_labels - 1} (one per verbaliser answer), got {sorted(set(labels))}.")
+    training = inputs is None
+    chosen = []
+    for i in range(len(pool) if training else inputs):
+        demos = []
+        for label in range(n_labels):
+            rows = [j for j, y in enumerate(labels) if y == label and not (training and j == i)]
+            if not rows:
+                raise ValueError(f"no example of label {label} to show input {i}: each label needs "
+                                 f"{'2 training examples (one is the input itself)' if training else 'an example'}.")
+            demos.append(pool[rows[int(torch.randint(len(rows), (1,), generator=gen))]])
+        chosen.append(demos)
+    return chosen
+
+
 @dataclass
 class Scored:
     predictions: list[int]
@@ -174,19 +204,28 @@ def score_texts(model: nn.Module, tokenizer, pattern: Pattern, texts: list[str],
     one pass over the demonstrations instead of one per query and answer. A prompt's tokens are the demonstrations'
     ids followed by the query's (each tokenised on its own, as answers are). Texts are scored shortest first (less
     padding); the predictions come back in the texts' order."""
-    from tqdm.auto import tqdm
-
     prefix = tokenizer(pattern.shown(demonstrations), add_special_tokens=False)["input_ids"] if demonstrations else []
     queries = tokenizer([pattern.template.format(text=t.strip()) for t in texts], add_special_tokens=False)["input_ids"]
     answers = tokenizer(list(pattern.verbaliser), add_special_tokens=False)["input_ids"]
-    pad = tokenizer.pad_token_id or 0
-    cache = _cache_of(model(input_ids=torch.tensor([prefix]), use_cache=True)) if prefix else None
-    order = sorted(range(len(texts)), key=lambda i: len(queries[i]))
-    predictions = [0] * len(texts)
-    for start in tqdm(range(0, len(order), batch_size), desc=f"scoring (k = {len(demonstrations)})",
-                      disable=not progress, leave=False):
+    scores = _ranked_scores(model, queries, answers, tokenizer.pad_token_id or 0, batch_size, normalise, prefix,
+                            desc=f"scoring (k = {len(demonstrations)})", progress=progress)
+    per_query = [len(answers) * len(prefix) + sum(len(q) + len(a) for a in answers) for q in queries]
+    return Scored(scores.argmax(-1).tolist(), sum(per_query) / max(1, len(per_query)), len(prefix))
+
+
+def _ranked_scores(model: nn.Module, prompts: list[list[int]], answers: list[list[int]], pad: int, batch_size: int,
+                   normalise: bool, prefix: list[int] = (), desc: str = "scoring", progress: bool = False
+                   ) -> torch.Tensor:
+    """(N, C) answer scores of N prompts (token ids), each after the same `prefix` (run once, a KV cache; () none),
+    batched shortest first; rows in the prompts' order."""
+    from tqdm.auto import tqdm
+
+    cache = _cache_of(model(input_ids=torch.tensor([list(prefix)]), use_cache=True)) if len(prefix) else None
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    scores = torch.zeros(len(prompts), len(answers))
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
         rows = order[start:start + batch_size]
-        batch = choices_from_ids([queries[i] for i in rows], answers, pad)
+        batch = choices_from_ids([prompts[i] for i in rows], answers, pad)
         if cache is None:
             logp = token_log_probs(model, batch)                                         # (B, C, T)
         else:
@@ -198,10 +237,32 @@ def score_texts(model: nn.Module, tokenizer, pattern: Pattern, texts: list[str],
             logits = model(input_ids=batch.input_ids, attention_mask=mask, position_ids=positions,
                            **{_cache_arg(model): past}).logits                           # (B·C, T, V)
             logp = _answer_log_probs(logits, batch)
-        for i, label in zip(rows, answer_scores(logp, batch, normalise).argmax(-1).tolist()):
-            predictions[i] = label
-    per_query = [len(answers) * len(prefix) + sum(len(q) + len(a) for a in answers) for q in queries]
-    return Scored(predictions, sum(per_query) / max(1, len(per_query)), len(prefix))
+        scores[rows] = answer_scores(logp, batch, normalise).float()
+    return scores
+
+
+@torch.no_grad()
+def score_with_demonstrations(model: nn.Module, tokenizer, pattern: Pattern, texts: list[str],
+                              pool: list[tuple[str, int]], sets: int = 1, seed: int = 0, batch_size: int = 16,
+                              normalise: bool = True, progress: bool = False) -> Scored:
+    """LM-BFF §6 at inference: each text after its OWN demonstrations (one example per label from `pool`, the
+    training examples, `demonstrations_for`), `sets` draws of them per text; the prediction is the answer whose
+    score, averaged over the draws, is highest (LM-BFF averages its label logits over 16 drawn sets).
+
+    Every text has its own prefix, so nothing is cached: a prediction processes `sets` × (demonstrations + query +
+    answer) tokens per answer, all counted in tokens_per_prediction (prefix_tokens = 0: no prefix is shared)."""
+    if sets < 1:
+        raise ValueError(f"sets is how many demonstration draws to average per text, at least 1; got {sets!r}.")
+    gen = torch.Generator().manual_seed(seed)
+    answers = tokenizer(list(pattern.verbaliser), add_special_tokens=False)["input_ids"]
+    total, tokens = torch.zeros(len(texts), len(answers)), 0
+    for s in range(sets):
+        demos = demonstrations_for(pool, len(answers), gen, inputs=len(texts))
+        prompts = tokenizer([pattern.prompt(t, d) for t, d in zip(texts, demos)], add_special_tokens=False)["input_ids"]
+        total += _ranked_scores(model, prompts, answers, tokenizer.pad_token_id or 0, batch_size, normalise,
+                                desc=f"scoring with demonstrations (set {s + 1}/{sets})", progress=progress)
+        tokens += sum(len(p) + len(a) for p in prompts for a in answers)
+    return Scored((total / sets).argmax(-1).tolist(), tokens / max(1, len(texts)), 0)
 
 
 def _cache_arg(model: nn.Module) -> str:
@@ -214,10 +275,15 @@ def _cache_of(output):
 
 
 def train_on_examples(model: nn.Module, tokenizer, pattern: Pattern, examples: list[tuple[str, int]], steps: int,
-                      lr: float, losses: tuple[str, ...] = ("lm", "ul", "ln"), progress: bool = False) -> list[dict]:
+                      lr: float, losses: tuple[str, ...] = ("lm", "ul", "ln"), progress: bool = False,
+                      demonstrations: bool = False, seed: int = 0) -> list[dict]:
     """Prompt-based fine-tuning (PET / LM-BFF, T-Few's recipe): train the model's trainable parameters (inject a PEFT
     method first) on the k examples, each as its prompt with every answer, with the sum of the chosen T-Few losses.
-    Full batch (all k examples every step), Adam. Returns each step's losses {"lm": …, "ul": …, "ln": …}."""
+    Full batch (all k examples every step), Adam. Returns each step's losses {"lm": …, "ul": …, "ln": …}.
+
+    demonstrations=True (LM-BFF §6): every step, each example's prompt is preceded by one OTHER example of each label
+    (`demonstrations_for`), drawn afresh each step (LM-BFF draws them as each example is read) by a generator seeded
+    with `seed`; predict with `score_with_demonstrations` then, as the model was trained."""
     from tqdm.auto import tqdm
 
     unknown = set(losses) - {"lm", "ul", "ln"}
@@ -226,12 +292,16 @@ def train_on_examples(model: nn.Module, tokenizer, pattern: Pattern, examples: l
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: inject a PEFT method (e.g. IA3Config()) into the model first.")
-    batch = encode(tokenizer, [pattern.prompt(t) for t, _ in examples], pattern.verbaliser)
+    gen = torch.Generator().manual_seed(seed)
     labels = torch.tensor([y for _, y in examples])
     opt = torch.optim.Adam(params, lr=lr)
     history = []
     model.train()
+    shown = [()] * len(examples)
     for _ in tqdm(range(steps), desc="prompt-based fine-tuning", disable=not progress, leave=False):
+        if demonstrations:
+            shown = demonstrations_for(examples, len(pattern.verbaliser), gen)
+        batch = encode(tokenizer, [pattern.prompt(t, d) for (t, _), d in zip(examples, shown)], pattern.verbaliser)
         parts = tfew_losses(model, batch, labels)
         opt.zero_grad()
         sum(parts[name] for name in losses).backward()

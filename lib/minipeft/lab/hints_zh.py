@@ -457,6 +457,15 @@ ZH = {
         '除以错误答案的词元数（answer_mask），而不是除以 T：填充位置（掩码为 0）不能改变 L_UL。',
     'Per example, then the MEAN over the batch: two examples with L_UL 0.1054 and 2.3026 give 1.204, not their sum.':
         '先按样本计算，再对批次取平均：两个样本的 L_UL 分别为 0.1054 和 2.3026，结果是 1.204，而不是它们的和。',
+    # 10_fewshot q4
+    'For each label c = 0, 1, ... in turn, keep the FIRST index j met in `order` with labels[j] == c: order [2, 3, 1, 0] over labels [0, 1, 0, 1] gives [2, 3].':
+        '依次对每个标签 c = 0, 1, ...，保留在 `order` 中遇到的第一个满足 labels[j] == c 的下标 j：在 labels [0, 1, 0, 1] 上，order [2, 3, 1, 0] 得到 [2, 3]。',
+    'The input is never its own demonstration: skip j == exclude (it would show the input its own answer) and take the next example of that label in `order`.':
+        '输入永远不能当作它自己的示例：跳过 j == exclude（否则等于把输入自己的答案给它看），取 `order` 中该标签的下一个样本。',
+    "The demonstrations go in LABEL order (label 0's first, then label 1's), not in the order `order` meets them.":
+        '示例按标签顺序排列（先标签 0 的，再标签 1 的），而不是按 `order` 遇到它们的顺序。',
+    "Label 0's only example is the input itself: there is nothing to show, so raise ValueError (never return the input, never skip the label).":
+        '标签 0 唯一的样本就是输入本身：没有可展示的样本，因此要 raise ValueError（绝不能返回输入本身，也不能跳过这个标签）。',
     # 09_choosing q1
     'Return a list of names (the keys of points): one method alone is its own front.':
         '返回名字（points 的键）组成的列表：只有一个方法时，它自己就是前沿。',

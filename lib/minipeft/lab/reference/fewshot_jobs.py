@@ -3,6 +3,10 @@
     {"method": "icl", "k": 16}                                 in-context learning: k demonstrations, nothing trained
     {"method": "fewshot_train", "peft": {"method": "ia3"}, "k": 16, "losses": ["lm", "ul", "ln"], "steps": 5}
                                                                prompt-based fine-tuning of a PEFT method on those k
+    {..."fewshot_train", ..., "demo_sets": 2}                  the same, with LM-BFF §6's demonstrations: in training,
+                                                               one other example per label before each example (drawn
+                                                               afresh each step); at test, each snippet after its own
+                                                               drawn demonstrations, scores averaged over 2 draws
 
 A job's seed is the DRAW: which k training examples (fewshot.draw_examples, k/2 per label). Draw d shows in-context
 learning and trains the PEFT methods on the same k examples. Every job is scored on the same FEWSHOT_TEST snippets
@@ -54,13 +58,20 @@ def run_fewshot(job, limit: int | None = None, progress: bool = True) -> tuple[d
         torch.manual_seed(job.seed)
         model = inject(copy.deepcopy(model), PeftConfig.from_dict(spec["peft"]))   # the cached decoder stays clean
         start = time.perf_counter()
+        sets = spec.get("demo_sets", 0)               # 0: T-Few's recipe, no demonstrations in training or test
         history = fewshot.train_on_examples(model, tokenizer, pattern, examples, steps=spec["steps"],
-                                            lr=settings["lr"], losses=tuple(spec["losses"]), progress=progress)
+                                            lr=settings["lr"], losses=tuple(spec["losses"]), progress=progress,
+                                            demonstrations=bool(sets), seed=job.seed)
         metrics.update(train_seconds=round(time.perf_counter() - start, 1), losses=history,
                        trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
-        shown = ()                                     # a trained model predicts from the query alone
+        shown = ()                                     # without demo_sets, a trained model predicts from the query alone
     start = time.perf_counter()
-    scored = fewshot.score_texts(model, tokenizer, pattern, texts, shown, progress=progress)
+    if spec["method"] != "icl" and spec.get("demo_sets"):
+        scored = fewshot.score_with_demonstrations(model, tokenizer, pattern, texts, examples, sets=spec["demo_sets"],
+                                                   seed=job.seed, progress=progress)
+        metrics.update(demo_sets=spec["demo_sets"])
+    else:
+        scored = fewshot.score_texts(model, tokenizer, pattern, texts, shown, progress=progress)
     metrics.update(score_seconds=round(time.perf_counter() - start, 1),
                    tokens_per_prediction=round(scored.tokens_per_prediction, 1), prefix_tokens=scored.prefix_tokens,
                    accuracy=sum(p == y for p, y in zip(scored.predictions, labels)) / len(labels),

@@ -289,6 +289,8 @@ _add(Grid("12_forgetting", note="full fine-tuning vs LoRA across VADER domains i
 # 0.5-1.2 min (the demonstrations run once, as a KV cache). Less on idle cores.
 FEWSHOT_LOSSES = ["lm", "ul", "ln"]
 _fewshot_train = dict(method="fewshot_train", k=16, steps=5)
+_lora_r4 = {"method": "lora", "r": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]}
+FEWSHOT_DEMO_SETS = 2
 _add(Grid("10_fewshot", note="SmolLM2: in-context learning (k = 0, 4, 16) vs IA3 / LoRA trained on the same 16",
           data="rotten_tomatoes: k examples drawn from the train split (draw = seed) -> 100 test snippets (seed 0)",
           seeds=(0, 1, 2), configs=(
@@ -298,7 +300,12 @@ _add(Grid("10_fewshot", note="SmolLM2: in-context learning (k = 0, 4, 16) vs IA3
     Config("icl", "icl k=16", {"method": "icl", "k": 16}),
     Config("icl", "icl k=4", {"method": "icl", "k": 4}),
     Config("losses", "ia3 (lm only)", dict(_fewshot_train, peft={"method": "ia3"}, losses=["lm"]), {"lr": 3e-2}),
-    Config("peft", "lora r=4 (lm+ul+ln)", dict(_fewshot_train, peft={"method": "lora", "r": 4, "alpha": 8,
-                                                                    "targets": ["q_proj", "v_proj"]},
-                                               losses=FEWSHOT_LOSSES), {"lr": 1e-2}),
+    Config("peft", "lora r=4 (lm+ul+ln)", dict(_fewshot_train, peft=_lora_r4, losses=FEWSHOT_LOSSES), {"lr": 1e-2}),
+    # LM-BFF §6: the same two recipes with demonstrations in the fine-tuning prompts AND at test (demo_sets: the drawn
+    # sets averaged per test snippet; LM-BFF averages 16). Same draws, steps and rates: paired per draw with the above.
+    Config("demonstrations", "ia3 (lm+ul+ln) + demos", dict(_fewshot_train, peft={"method": "ia3"},
+                                                             losses=FEWSHOT_LOSSES, demo_sets=FEWSHOT_DEMO_SETS),
+           {"lr": 3e-2}),
+    Config("demonstrations", "lora r=4 (lm+ul+ln) + demos", dict(_fewshot_train, peft=_lora_r4, losses=FEWSHOT_LOSSES,
+                                                                  demo_sets=FEWSHOT_DEMO_SETS), {"lr": 1e-2}),
 )))
