@@ -179,10 +179,16 @@ def fit_next_token(model, lr, steps=12):
 
 
 class CharTokenizer:
-    """One token per character (ids 3..127): enough to test the text-level helpers on the tiny Llama."""
-    pad_token_id = 0
+    """One token per character (ids 3..127), 1 = end of text: enough to test the text-level helpers on the tiny
+    Llama (and to sample from it: equal-length prompts as tensors, ids decoded back to characters)."""
+    pad_token_id, eos_token_id, padding_side = 0, 1, "right"
 
-    def __call__(self, texts, add_special_tokens=False):
+    def __call__(self, texts, add_special_tokens=False, return_tensors=None):
         one = isinstance(texts, str)
         ids = [[3 + ord(ch) % 125 for ch in t] for t in ([texts] if one else texts)]
+        if return_tensors == "pt":          # (sampling: the same prompt on every row, no padding needed)
+            return {"input_ids": torch.tensor(ids), "attention_mask": torch.ones(len(ids), len(ids[0]), dtype=torch.long)}
         return {"input_ids": ids[0] if one else ids}
+
+    def batch_decode(self, rows, skip_special_tokens=True):
+        return ["".join(chr(t - 3) for t in row.tolist() if t >= 3) for row in rows]

@@ -86,3 +86,27 @@ def test_batches_cover_every_row_once_per_epoch_and_follow_the_seed():
     assert len(rows) == 5 and all(len(r) == 3 for r in rows)
     assert sorted(rows[0] + rows[1]) == list(range(6)) and sorted(rows[2] + rows[3]) == list(range(6))
     assert rows == generation.batches(6, 5, 3, seed=0) != generation.batches(6, 5, 3, seed=1)
+
+
+def test_tune_trains_each_row_on_its_own_prompt_and_steer_is_tune_with_one_prompt():
+    torch.manual_seed(0)
+    one = mp.inject(mp.tiny_decoder(), mp.LoRAConfig(r=4, targets=["q_proj", "v_proj"]))
+    two = mp.inject(mp.tiny_decoder(), mp.LoRAConfig(r=4, targets=["q_proj", "v_proj"]))
+    two.load_state_dict(one.state_dict())
+    assert generation.steer(one, TOK, PROMPT, GOOD, steps=3, batch_size=2, lr=1e-2, seed=1) == \
+        generation.tune(two, TOK, [PROMPT] * 3, GOOD, steps=3, batch_size=2, lr=1e-2, seed=1)
+    # two instructions, opposite answers: only each row's own prompt tells them apart
+    model = mp.inject(mp.tiny_decoder(), mp.LoRAConfig(r=4, targets=["q_proj", "v_proj", "down_proj"]))
+
+    def preference_for_yes():     # loss of " yes" after "say no" minus after "say yes": grows if prompts are read
+        with torch.no_grad():
+            return (generation.response_loss(model, fewshot.pairs_from_ids([TOK._ids("say no")], [TOK._ids(" yes")]))
+                    - generation.response_loss(model, fewshot.pairs_from_ids([TOK._ids("say yes")],
+                                                                             [TOK._ids(" yes")]))).item()
+
+    before = preference_for_yes()
+    losses = generation.tune(model, TOK, ["say yes", "say no"] * 2, ["yes", "no"] * 2, steps=40, batch_size=4,
+                             lr=3e-2, end=False)
+    assert losses[-1] < losses[0] - 0.2 and preference_for_yes() > before + 0.1     # 0.04 -> 0.19 measured
+    with pytest.raises(ValueError, match="one prompt per response"):
+        generation.tune(model, TOK, ["say yes"], ["yes", "no"], steps=1)

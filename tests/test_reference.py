@@ -43,11 +43,13 @@ def test_a_job_key_changes_with_everything_that_sets_its_numbers():
 
 def test_grids_are_well_formed():
     for chapter, grid in GRIDS.items():   # a grid's chapter exists, or is being written (planned: runs come first)
-        assert (ROOT / "course" / f"{chapter}.ipynb").is_file() != grid.planned, (chapter, grid.planned)
+        assert (ROOT / "course" / f"{grid.notebook or chapter}.ipynb").is_file() != grid.planned, (chapter, grid.planned)
         assert len({j.key for j in grid.jobs()}) == len(grid.jobs())
         for c in grid.configs:   # at least 3 seeds, except a sweep's off-default points (chapter 09's learning rates:
-            # one seed each, a factor of ten judged against the seed spread, which the chapter states)
-            assert len(grid.seeds_of(c)) >= 3 or (c.experiment == "learning rate" and c.seeds == (0,)), c.name
+            # one seed each, a factor of ten judged against the seed spread, which the chapter states), and a model
+            # used as it is (chapter 11's "as it is": nothing trained, nothing sampled: one run)
+            assert len(grid.seeds_of(c)) >= 3 or (c.experiment == "learning rate" and c.seeds == (0,)) or (
+                c.method.get("tuning") == "none" and c.seeds == (0,)), c.name
     with pytest.raises(ValueError, match="unique"):
         Grid("x", (Config("e", "a", {"method": "head"}), Config("e", "a", {"method": "full"})))
     with pytest.raises(ValueError, match="unknown training settings"):
@@ -515,10 +517,12 @@ def test_a_grid_s_labels_are_its_own_test_set():
 
 def test_seed_spread_over_the_committed_reference_runs():
     """One row per configuration of every written chapter's grid; the range is what the seed alone moves."""
-    from minipeft.lab.reference.results import seed_spread
+    from minipeft.lab.reference.results import decoder_grid, seed_spread
 
     rows = seed_spread()
-    written = [c for c, g in GRIDS.items() if not g.planned and c != "10_fewshot"]   # 10: the seed draws the data
+    # 10: the seed draws the data; 11: a share of generations, a zero-shot score
+    written = [c for c, g in GRIDS.items() if not g.planned and not decoder_grid(g)]
+    assert {c for c, g in GRIDS.items() if decoder_grid(g)} == {"10_fewshot", "11_serving", "11_instruct"}
     assert len(rows) == sum(len(GRIDS[c].seeds_of(k)) > 1 for c in written for k in GRIDS[c].configs)
     assert all(r["seeds"] >= 3 and 0 <= r["range"] == r["highest"] - r["lowest"] < 0.1 for r in rows)
     assert any(r["range"] > 0 for r in rows)          # the seed does move some: not every run is identical
@@ -588,3 +592,60 @@ def test_chapter_10_jobs_show_and_train_on_the_same_examples_and_score_the_same_
     shown = fewshot.draw_examples(*(lambda rt: (rt["text"], rt["label"]))(fewshot_jobs.data.rotten_tomatoes()["train"]),
                                   16, seed=0)
     assert len(shown) == 16 and sum(y for _, y in shown) == 8
+
+
+def test_chapter_11_serving_jobs_judge_every_user_s_generations_with_one_judge(monkeypatch):
+    """The 11_serving grid's jobs on the tiny Llama (a character tokenizer), the real MiniLM judge on 8 snippets: one
+    digit per generation, the labels all 1 (a run's accuracy IS its positive share), one judge for every job."""
+    from helpers import CharTokenizer
+    import minipeft as mp
+    from minipeft.lab.reference import serving_jobs
+    from minipeft.lab.reference.jobs import grid_labels, run_job
+
+    tok = CharTokenizer()
+    monkeypatch.setattr(serving_jobs, "decoder_and_tokenizer", lambda: (mp.tiny_decoder(), tok))
+    grid = GRIDS["11_serving"]
+    assert grid_labels(grid) == (1,) * 96 and [c.method["user"] for c in grid.configs] == list(serving_jobs.USERS)
+    assert {json.dumps({k: v for k, v in c.method.items() if k != "user"}, sort_keys=True)
+            for c in grid.configs} == {json.dumps({k: v for k, v in grid.configs[0].method.items() if k != "user"},
+                                                  sort_keys=True)}            # every user at the same settings
+    records = {c.method["user"]: run_job(grid.job(f"{c.name}/seed=1"), limit=6, progress=False) for c in grid.configs}
+    again = run_job(grid.job("dpo (LoRA)/seed=1"), limit=6, progress=False)
+    for user, r in records.items():
+        m = r["metrics"]
+        assert len(m["predictions"]) == len(m["texts"]) == 6 and set(m["predictions"]) <= {"0", "1"}
+        assert m["accuracy"] == m["positive_share"] == m["predictions"].count("1") / 6
+        assert r["test"]["examples"] == 6 and m["judge"] == records["base"]["metrics"]["judge"]   # one judge
+        assert ("losses" in m) == (user != "base") and ("margins" in m) == (user == "dpo")
+    assert len(records["fresh"]["metrics"]["losses"]) == 2 and records["dpo"]["metrics"]["margins"][0] == 0.0
+    assert again["metrics"]["texts"] == records["dpo"]["metrics"]["texts"]             # seeded, bit for bit
+    assert records["base"]["metrics"]["texts"] != records["fresh"]["metrics"]["texts"]   # the adapter changes them
+    judge = records["base"]["metrics"]["judge"]
+    assert judge["examples"] == 6 and 0 <= judge["accuracy"] <= 1 and isinstance(judge["learned"], bool)
+
+
+def test_chapter_11_instruct_jobs_score_the_held_out_task_and_every_tuning_task(monkeypatch):
+    """The 11_instruct grid on the tiny Llama: the held-out task is 200 balanced Rotten Tomatoes test snippets (the
+    grid's labels); every job scores it and each tuning task's test rows; the control trains on the same rows
+    without the instructions; "as it is" trains nothing."""
+    from helpers import CharTokenizer
+    import minipeft as mp
+    from minipeft.lab import instruct
+    from minipeft.lab.reference import instruct_jobs
+    from minipeft.lab.reference.jobs import ANALYSIS_LABELS, grid_labels, run_job
+
+    monkeypatch.setattr(instruct_jobs, "decoder_and_tokenizer", lambda: (mp.tiny_decoder(), CharTokenizer()))
+    grid = GRIDS["11_instruct"]
+    labels = grid_labels(grid)
+    assert len(labels) == 200 and sum(labels) == 100 and grid.notebook == "11_serving"
+    assert [c.method["tuning"] for c in grid.configs] == list(instruct_jobs.TUNINGS)
+    assert all(c.method["tasks"] == list(instruct.TUNING) and "sentiment" not in c.method["tasks"] for c in grid.configs)
+    base = run_job(grid.job("as it is/seed=0"), limit=4, progress=False)["metrics"]
+    tuned = run_job(grid.job("instruction-tuned/seed=0"), limit=4, progress=False)["metrics"]
+    control = run_job(grid.job("same rows, no instructions/seed=0"), limit=4, progress=False)["metrics"]
+    assert "losses" not in base and len(tuned["losses"]) == len(control["losses"]) == 2
+    assert tuned["rows"] == control["rows"] == 3 * 96 and tuned["losses"] != control["losses"]
+    for m in (base, tuned, control):
+        assert len(m["predictions"]) == 4 and sorted(m["tasks"]) == sorted(instruct.TUNING)
+        assert all(len(v["predictions"]) == 4 and len(v["labels"]) == 12 for v in m["tasks"].values())
+    assert len(ANALYSIS_LABELS["tasks"]("source")) == instruct_jobs.TASK_TEST

@@ -47,10 +47,19 @@ def steer(model: nn.Module, tokenizer, prompt: str, responses: list[str], steps:
           lr: float = 2e-3, seed: int = 0) -> list[float]:
     """Train the model's trainable parameters (its adapter) to answer `prompt` with `responses`: `steps` Adam steps
     on batches drawn in a seeded order. Returns the loss of every step."""
-    if steps < 1 or batch_size < 1 or not responses:
-        raise ValueError(f"steer needs steps >= 1, batch_size >= 1 and some responses (got {steps}, {batch_size}, "
-                         f"{len(responses)}).")
-    prompts, answers = response_pairs(tokenizer, prompt, responses)
+    return tune(model, tokenizer, [prompt] * len(responses), responses, steps, batch_size, lr, seed)
+
+
+def tune(model: nn.Module, tokenizer, prompts: list[str], responses: list[str], steps: int, batch_size: int = 8,
+         lr: float = 2e-3, seed: int = 0, end: bool = True) -> list[float]:
+    """`steer` with a prompt per response: instruction tuning (each row its own instruction and input, the loss on
+    its answer only; `lab.instruct` mixes several tasks this way). `end`: the answers end with the end-of-text token.
+    Returns the loss of every step."""
+    if steps < 1 or batch_size < 1 or not responses or len(prompts) != len(responses):
+        raise ValueError(f"tune needs steps >= 1, batch_size >= 1 and one prompt per response, some of them "
+                         f"(got {steps}, {batch_size}, {len(prompts)} prompts, {len(responses)} responses).")
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    _, answers = response_pairs(tokenizer, "", responses, end)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("The model has nothing to train: inject an adapter first (mp.inject(model, config)).")
@@ -58,7 +67,7 @@ def steer(model: nn.Module, tokenizer, prompt: str, responses: list[str], steps:
     losses = []
     model.train()
     for rows in batches(len(answers), steps, batch_size, seed):
-        loss = response_loss(model, pairs_from_ids([prompts[i] for i in rows], [answers[i] for i in rows],
+        loss = response_loss(model, pairs_from_ids([prompt_ids[i] for i in rows], [answers[i] for i in rows],
                                                    tokenizer.pad_token_id or 0))
         opt.zero_grad()
         loss.backward()

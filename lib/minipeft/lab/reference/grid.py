@@ -85,6 +85,8 @@ class Grid:
     borrowed: tuple[tuple[str, str], ...] = ()   # (chapter, configuration) read from another chapter's results
                                          # instead of run twice, e.g. chapter 04's full fine-tuning is chapter 00's
     planned: bool = False                # the chapter is still being written: its reference runs come first
+    notebook: str = ""                   # the notebook that reads the grid when its name is not the chapter's
+                                         # (chapter 11 reads 11_serving and 11_instruct: two test sets, two grids)
 
     def __post_init__(self):
         names = [c.name for c in self.configs]

@@ -309,3 +309,40 @@ _add(Grid("10_fewshot", note="SmolLM2: in-context learning (k = 0, 4, 16) vs IA3
     Config("demonstrations", "lora r=4 (lm+ul+ln) + demos", dict(_fewshot_train, peft=_lora_r4, losses=FEWSHOT_LOSSES,
                                                                   demo_sets=FEWSHOT_DEMO_SETS), {"lr": 1e-2}),
 )))
+
+# Chapter 11. Does an adapter steer what SmolLM2 writes? One job = one user (reference/serving_jobs.py): the chapter's
+# section 2 / 3 adapter at its default settings (LoRA r = 8 on q_proj, v_proj, lr 3e-3; steered: 16 steps of 8 of the
+# first 96 positive or negative training snippets; DPO: 8 steps of 4 of the last 96 pairs, β = 0.1), the job's seed
+# setting the LoRA's initialisation, the batch order and the sampling; then SERVE_ROWS answers to the chapter's prompt
+# (24 new tokens, top-p 0.9), each labelled by ONE judge (MiniLM + LoRA, the chapter's, always seed 0). "base" trains
+# nothing: its seeds are three samplings. The live chapter judges 16 generations per user from one run; these runs
+# give each user 3 seeds × SERVE_ROWS, and the seed-to-seed spread of an adapter's share.
+SERVE_ROWS = 96
+SERVE = dict(method="serve", prompt="Write a one-sentence movie review.\nReview:", rows=SERVE_ROWS, new_tokens=24,
+             lora={"method": "lora", "r": 8, "alpha": 16, "targets": ["q_proj", "v_proj"]}, lr=3e-3,
+             responses=96, steps=16, batch_size=8, dpo_steps=8, dpo_batch=4, beta=0.1,
+             judge=dict(train=1024, eval=400, lr=3e-3, batch_size=32))
+_add(Grid("11_serving", note="SmolLM2: base vs steered (fresh, rotten) vs DPO LoRA, generations judged by one MiniLM",
+          data="rotten_tomatoes train split -> adapters; SERVE_ROWS sampled generations per run, judged (seed-0 judge)",
+          configs=tuple(Config("steering", name, dict(SERVE, user=user)) for name, user in (
+              ("base model", "base"), ("fresh (LoRA)", "fresh"), ("rotten (LoRA)", "rotten"),
+              ("dpo (LoRA)", "dpo")))))
+
+# Chapter 11, FLAN's question at 135 M parameters (reference/instruct_jobs.py, lab/instruct.py): SmolLM2-Instruct's
+# zero-shot accuracy on a HELD-OUT instruction (Rotten Tomatoes sentiment, 200 balanced test snippets, rank
+# classification) as it is, after a LoRA is instruction-tuned on three other tasks (which source, is it the Bible, is
+# it a question: 96 training rows each, no sentiment), and after the control: the same rows with the instructions
+# removed. LoRA r = 8 on q_proj, v_proj at the chapter's lr 3e-3, 32 steps of 8 (256 of the 288 rows), the loss on
+# the answer only. "as it is" trains nothing and samples nothing: ONE run (seed 0), which the chapter pairs with each
+# seed of the tuned runs (repeated: the same predictions whatever the seed).
+# Cost, measured on a 2-core CPU shared with two other helpers' work (load 4-5): see docs/reference.md.
+INSTRUCT = dict(method="instruct", tasks=["source", "bible", "question"], train_per_task=96, heldout=200,
+                lora={"method": "lora", "r": 8, "alpha": 16, "targets": ["q_proj", "v_proj"]}, lr=3e-3, steps=32,
+                batch_size=8)
+_add(Grid("11_instruct", notebook="11_serving",
+          note="SmolLM2: zero-shot sentiment before / after instruction tuning on other tasks; no-instruction control",
+          data="instruct.TUNING tasks (VADER amazon/nyt/tweets, KJV; <= 30 words) -> held-out sentiment on 200 RT "
+               "test snippets",
+          configs=(Config("instruction tuning", "as it is", dict(INSTRUCT, tuning="none"), seeds=(0,)),
+                   *(Config("instruction tuning", name, dict(INSTRUCT, tuning=tuning)) for name, tuning in (
+                       ("instruction-tuned", "instructions"), ("same rows, no instructions", "no instructions"))))))

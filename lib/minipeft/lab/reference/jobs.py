@@ -27,6 +27,8 @@ from ..backbones import load_encoder
 from ..train import TrainConfig, accuracy, embed, fit_probe, predict
 from .fewshot_jobs import FEWSHOT_JOBS, fewshot_test, run_fewshot
 from .grid import BASELINES, Job
+from .instruct_jobs import INSTRUCT_JOBS, heldout, run_instruct, task_labels
+from .serving_jobs import SERVING_JOBS, run_serving
 
 TOKENIZER = "<tokenizer>"  # in a method dict: replaced by the encoder's tokenizer (prompt init="labels" needs it)
 
@@ -63,6 +65,20 @@ def grid_labels(grid) -> tuple[int, ...]:
     a grid of domain jobs (chapter 12) the domains' test splits concatenated in the configs' common order."""
     if {c.method["method"] in FEWSHOT_JOBS for c in grid.configs} == {True}:   # chapter 10: the decoder's subset
         return tuple(fewshot_test()[1])
+    instruct = {c.method["method"] in INSTRUCT_JOBS for c in grid.configs}
+    if True in instruct:     # chapter 11's instruction tuning: a balanced subset of Rotten Tomatoes' test split
+        sizes = {c.method["heldout"] for c in grid.configs if c.method["method"] in INSTRUCT_JOBS}
+        if instruct != {True} or len(sizes) != 1:
+            raise ValueError(f"grid {grid.chapter}: instruct jobs need one held-out size ({sizes}) and no other "
+                             "kind of job next to them: one grid, one test set.")
+        return tuple(heldout(sizes.pop())[1])
+    serving = {c.method["method"] in SERVING_JOBS for c in grid.configs}
+    if True in serving:      # chapter 11: one "label" 1 per generation, so a run's accuracy is its positive share
+        rows = {c.method["rows"] for c in grid.configs if c.method["method"] in SERVING_JOBS}
+        if serving != {True} or len(rows) != 1:
+            raise ValueError(f"grid {grid.chapter}: serving jobs need the same number of generations ({rows}) and "
+                             "no other kind of job next to them: one grid, one test set.")
+        return (1,) * rows.pop()
     domain_jobs = {c.method["method"] in DOMAIN_JOBS for c in grid.configs}
     if domain_jobs == {False}:
         return test_labels()
@@ -224,7 +240,7 @@ def ood_labels(domain: str) -> list[int]:
 
 
 # analyses that score another test set than Rotten Tomatoes': how to load that set's labels, per key
-ANALYSIS_LABELS = {"ood_vader": ood_labels}
+ANALYSIS_LABELS = {"ood_vader": ood_labels, "tasks": task_labels}   # "tasks": chapter 11's instruction tasks
 
 ANALYSES = {"adapter_layer_ablation": adapter_layer_ablation, "adapter_single_layer": adapter_single_layer,
             "adalora_ranks": adalora_ranks,
@@ -248,6 +264,12 @@ def run_job(job: Job, limit: int | None = None, progress: bool = True) -> dict:
     start = time.perf_counter()
     if job.config.method["method"] in FEWSHOT_JOBS:                  # chapter 10: the decoder (fewshot_jobs.py)
         metrics, labels = run_fewshot(job, limit, progress)
+        return _record(job, metrics, start, labels, limit)
+    if job.config.method["method"] in INSTRUCT_JOBS:                # chapter 11: instruction tuning
+        metrics, labels = run_instruct(job, limit, progress)
+        return _record(job, metrics, start, labels, limit)
+    if job.config.method["method"] in SERVING_JOBS:                 # chapter 11: generations (serving_jobs.py)
+        metrics, labels = run_serving(job, limit, progress)
         return _record(job, metrics, start, labels, limit)
     encoder, tokenizer = encoder_and_tokenizer()
     settings = job.config.settings()
