@@ -513,6 +513,12 @@ def test_a_grid_s_labels_are_its_own_test_set():
     mixed = Grid("mixed", (GRIDS["12_forgetting"].configs[0], Config("e", "head", {"method": "head"})))
     with pytest.raises(ValueError, match="one grid, one test set"):
         grid_labels(mixed)
+    serve = GRIDS["11_serving"].configs[0]
+    assert grid_labels(GRIDS["11_serving"]) == (1,) * serve.method["rows"]      # one "label" per generation
+    other_rows = Config("e", "more rows", {**serve.method, "rows": serve.method["rows"] + 1})
+    for configs in ((serve, Config("e", "head", {"method": "head"})), (serve, other_rows)):
+        with pytest.raises(ValueError, match="one grid, one test set"):
+            grid_labels(Grid("mixed", configs))
 
 
 def test_seed_spread_over_the_committed_reference_runs():

@@ -30,6 +30,11 @@ from .grid import BASELINES, Job
 from .instruct_jobs import INSTRUCT_JOBS, heldout, run_instruct, task_labels
 from .serving_jobs import SERVING_JOBS, run_serving
 
+# SmolLM2's jobs, each kind in its own file: method name -> run(job, limit, progress) -> (metrics, test labels)
+DECODER_JOBS = {**dict.fromkeys(FEWSHOT_JOBS, run_fewshot),           # chapter 10: few-shot (fewshot_jobs.py)
+                **dict.fromkeys(INSTRUCT_JOBS, run_instruct),         # chapter 11: instruction tuning (instruct_jobs.py)
+                **dict.fromkeys(SERVING_JOBS, run_serving)}           # chapter 11: generations (serving_jobs.py)
+
 TOKENIZER = "<tokenizer>"  # in a method dict: replaced by the encoder's tokenizer (prompt init="labels" needs it)
 
 
@@ -65,20 +70,10 @@ def grid_labels(grid) -> tuple[int, ...]:
     a grid of domain jobs (chapter 12) the domains' test splits concatenated in the configs' common order."""
     if {c.method["method"] in FEWSHOT_JOBS for c in grid.configs} == {True}:   # chapter 10: the decoder's subset
         return tuple(fewshot_test()[1])
-    instruct = {c.method["method"] in INSTRUCT_JOBS for c in grid.configs}
-    if True in instruct:     # chapter 11's instruction tuning: a balanced subset of Rotten Tomatoes' test split
-        sizes = {c.method["heldout"] for c in grid.configs if c.method["method"] in INSTRUCT_JOBS}
-        if instruct != {True} or len(sizes) != 1:
-            raise ValueError(f"grid {grid.chapter}: instruct jobs need one held-out size ({sizes}) and no other "
-                             "kind of job next to them: one grid, one test set.")
-        return tuple(heldout(sizes.pop())[1])
-    serving = {c.method["method"] in SERVING_JOBS for c in grid.configs}
-    if True in serving:      # chapter 11: one "label" 1 per generation, so a run's accuracy is its positive share
-        rows = {c.method["rows"] for c in grid.configs if c.method["method"] in SERVING_JOBS}
-        if serving != {True} or len(rows) != 1:
-            raise ValueError(f"grid {grid.chapter}: serving jobs need the same number of generations ({rows}) and "
-                             "no other kind of job next to them: one grid, one test set.")
-        return (1,) * rows.pop()
+    if any(c.method["method"] in INSTRUCT_JOBS for c in grid.configs):   # chapter 11: a balanced held-out subset
+        return tuple(heldout(_shared_setting(grid, INSTRUCT_JOBS, "heldout"))[1])
+    if any(c.method["method"] in SERVING_JOBS for c in grid.configs):    # chapter 11: one "label" 1 per generation,
+        return (1,) * _shared_setting(grid, SERVING_JOBS, "rows")          # so a run's accuracy is its positive share
     domain_jobs = {c.method["method"] in DOMAIN_JOBS for c in grid.configs}
     if domain_jobs == {False}:
         return test_labels()
@@ -111,6 +106,16 @@ def build_method(method: dict, tokenizer):
 
 
 # --------------------------------------------------------------------------------------------- analyses after training
+def _shared_setting(grid, kinds: tuple[str, ...], key: str):
+    """The one value of ``method[key]`` that every config of a grid of ``kinds`` jobs shares (it sizes the test
+    set): one grid, one test set, so no other kind of job and no second value."""
+    values = {c.method[key] for c in grid.configs if c.method["method"] in kinds}
+    if len(values) != 1 or any(c.method["method"] not in kinds for c in grid.configs):
+        raise ValueError(f"grid {grid.chapter}: {'/'.join(kinds)} jobs need one {key!r} ({values}) and no other kind "
+                         "of job next to them: one grid, one test set.")
+    return values.pop()
+
+
 def adapter_layer_ablation(model, tokenizer, test, settings) -> dict:
     """Houlsby §3.6: remove the adapters of the k lowest / k highest layers (no retraining), for every k."""
     from ...methods.adapters import set_adapter_layers
@@ -262,14 +267,9 @@ def decode(text: str) -> list[int]:
 
 def run_job(job: Job, limit: int | None = None, progress: bool = True) -> dict:
     start = time.perf_counter()
-    if job.config.method["method"] in FEWSHOT_JOBS:                  # chapter 10: the decoder (fewshot_jobs.py)
-        metrics, labels = run_fewshot(job, limit, progress)
-        return _record(job, metrics, start, labels, limit)
-    if job.config.method["method"] in INSTRUCT_JOBS:                # chapter 11: instruction tuning
-        metrics, labels = run_instruct(job, limit, progress)
-        return _record(job, metrics, start, labels, limit)
-    if job.config.method["method"] in SERVING_JOBS:                 # chapter 11: generations (serving_jobs.py)
-        metrics, labels = run_serving(job, limit, progress)
+    decoder_job = DECODER_JOBS.get(job.config.method["method"])
+    if decoder_job is not None:                                      # chapters 10 and 11: SmolLM2 (*_jobs.py)
+        metrics, labels = decoder_job(job, limit, progress)
         return _record(job, metrics, start, labels, limit)
     encoder, tokenizer = encoder_and_tokenizer()
     settings = job.config.settings()

@@ -309,11 +309,9 @@ def load(chapter: str, partial: bool = False) -> Reference:
 
 def decoder_grid(grid: Grid) -> bool:
     """Is this a grid of SmolLM2 jobs (chapter 10's few-shot, chapter 11's serving and instruction tuning)?"""
-    from .fewshot_jobs import FEWSHOT_JOBS
-    from .instruct_jobs import INSTRUCT_JOBS
-    from .serving_jobs import SERVING_JOBS
+    from .jobs import DECODER_JOBS
 
-    return all(c.method["method"] in FEWSHOT_JOBS + SERVING_JOBS + INSTRUCT_JOBS for c in grid.configs)
+    return all(c.method["method"] in DECODER_JOBS for c in grid.configs)
 
 
 def seed_spread(chapters: list[str] | None = None) -> list[dict]:
