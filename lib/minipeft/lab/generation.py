@@ -15,6 +15,8 @@ calls positive, with its binomial interval, says whether an adapter steers.
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
 
@@ -109,3 +111,28 @@ def sample(generate, tokenizer, prompt: str, rows: int, max_new_tokens: int = 24
     out = generate(**batch, max_new_tokens=max_new_tokens, do_sample=True, top_p=0.9, temperature=1.0,
                    pad_token_id=tokenizer.pad_token_id, **kwargs)                  # (rows, T + new)
     return [t.strip() for t in tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)]
+
+
+def train_judge(train_rows: int, eval_rows: int, lr: float, batch_size: int, seed: int = 0, progress: bool = False):
+    """(classifier, tokenizer, metrics): the judge — MiniLM + LoRA r = 8 on W_q, W_v (chapter 02), one epoch on
+    `train_rows` Rotten Tomatoes training snippets, validated on `eval_rows` validation snippets (both drawn with seed
+    0: judges of one size see the same snippets; `seed` sets the training). metrics: validation accuracy, the
+    majority-class rate, the validation size, whether it learned (above the majority by more than its interval),
+    its validation predictions and the training seconds. Chapter 11's live judge and its reference jobs both use it."""
+    from . import chapter, data, stats
+    from ..methods.lora import LoRAConfig
+    from .backbones import load_encoder
+    from .train import TrainConfig
+
+    encoder, tokenizer = load_encoder()
+    rt = data.rotten_tomatoes()
+    train = data.tokenize(data.subsample(rt["train"], train_rows, seed=0), tokenizer)
+    val = data.tokenize(data.subsample(rt["validation"], eval_rows, seed=0), tokenizer)
+    start = time.perf_counter()
+    model, result = chapter.run(encoder, tokenizer, train, val, LoRAConfig(r=8, targets=["query", "value"]),
+                                TrainConfig(lr=lr, batch_size=batch_size, seed=seed, progress=progress))
+    majority = chapter.majority_accuracy(val["label"])
+    return model, tokenizer, dict(accuracy=result.accuracy, majority=majority, examples=len(val),
+                                  learned=bool(stats.learned(result.accuracy, majority, examples=len(val))),
+                                  predictions="".join(map(str, result.predictions)),
+                                  train_seconds=round(time.perf_counter() - start, 1))

@@ -37,25 +37,8 @@ USERS = ("base", "fresh", "rotten", "dpo")
 
 @functools.lru_cache(maxsize=2)
 def judge(train_rows: int, eval_rows: int, lr: float, batch_size: int, seed: int = 0):
-    """(classifier, tokenizer, metrics): the chapter's judge, trained once per process (deterministic for a seed on
-    one machine). metrics: validation accuracy, the majority-class rate, the validation size, training seconds."""
-    from .. import chapter, stats
-    from ...methods.lora import LoRAConfig
-    from ..backbones import load_encoder
-    from ..train import TrainConfig
-
-    encoder, tokenizer = load_encoder()
-    rt = data.rotten_tomatoes()
-    train = data.tokenize(data.subsample(rt["train"], train_rows, seed=0), tokenizer)
-    val = data.tokenize(data.subsample(rt["validation"], eval_rows, seed=0), tokenizer)
-    start = time.perf_counter()
-    model, result = chapter.run(encoder, tokenizer, train, val, LoRAConfig(r=8, targets=["query", "value"]),
-                                TrainConfig(lr=lr, batch_size=batch_size, seed=seed, progress=False))
-    majority = chapter.majority_accuracy(val["label"])
-    return model, tokenizer, dict(accuracy=result.accuracy, majority=majority, examples=len(val),
-                                  learned=bool(stats.learned(result.accuracy, majority, examples=len(val))),
-                                  predictions="".join(map(str, result.predictions)),
-                                  train_seconds=round(time.perf_counter() - start, 1))
+    """The chapter's judge (generation.train_judge), trained once per process: every job reads with the same one."""
+    return generation.train_judge(train_rows, eval_rows, lr, batch_size, seed)
 
 
 @functools.lru_cache(maxsize=2)
