@@ -92,6 +92,17 @@ def test_predict_returns_one_label_per_row_in_order_and_evaluate_agrees():
     assert train.evaluate(model, tok, ds) == sum(p == y for p, y in zip(preds, ds["label"])) / 24
 
 
+def test_eval_batches_cover_every_row_once_shortest_first_without_labels():
+    tok, ds = _Tok(), _data(24)
+    seen = []
+    for rows, batch in train.eval_batches(ds, tok, batch_size=5):
+        assert "labels" not in batch and batch["input_ids"].shape[0] == len(rows) <= 5
+        seen += rows
+    assert sorted(seen) == list(range(24))
+    lengths = [len(tok([ds[i]["text"]])["input_ids"][0]) for i in seen]
+    assert lengths == sorted(lengths)                           # similar lengths together: less padding
+
+
 def test_top_layer_needs_a_valid_k():
     model = chapter.classifier(mp.tiny_encoder(), "head")
     with pytest.raises(ValueError, match="between 1 and"):

@@ -30,19 +30,11 @@ import torch
 
 from ...methods.fusion import FusionConfig, fusion_weights
 from .. import chapter, data
-from ..train import TrainConfig, accuracy, fit
+from ..train import TrainConfig, accuracy, eval_batches, fit
 from .grid import Job
 from .jobs import build_method, encode
 
 SYSTEMS = ("adapter", "head only", "best source + head", "adapter, all target data")
-
-
-def _batches(ds, tokenizer, batch_size: int):
-    collate = data.EncoderCollate(tokenizer)
-    for start in range(0, len(ds), batch_size):
-        batch = collate([ds[i] for i in range(start, min(start + batch_size, len(ds)))])
-        batch.pop("labels", None)
-        yield batch
 
 
 def _tail(losses: list[float]) -> float:
@@ -81,7 +73,8 @@ def run_fusion(job: Job, encoder, tokenizer, train_sets: dict, tests: dict, sett
             preds[name][t], seconds = result.predictions, seconds + result.train_time
             if name == "fusion":
                 trainable = result.trainable
-                weights = fusion_weights(model, _batches(tests[t], tokenizer, config.eval_batch_size))
+                batches = eval_batches(tests[t], tokenizer, config.eval_batch_size, config.max_length)
+                weights = fusion_weights(model, (batch for _, batch in batches))
                 attention[t] = dict(sources=sources, layers=[[round(w, 4) for w in weights[i]] for i in sorted(weights)])
         source_heads[t] = {}
         for s in sources:

@@ -13,8 +13,8 @@
 """
 
 from .head import MeanPoolClassifier, mean_pool
-from .loop import (Epochs, TrainConfig, TrainResult, accuracy, as_tokenized, device_for, evaluate, fit, length_grouped_batches,
-                   make_optimizer, planned_steps, predict)
+from .loop import (Epochs, TrainConfig, TrainResult, accuracy, as_tokenized, device_for, eval_batches, evaluate, fit,
+                   length_grouped_batches, make_optimizer, planned_steps, predict)
 from .memory import PeakRSS
 from .federated import FederatedResult, fedavg, fedavg_training, numbers_sent, shared_state
 from .multitask import Distilled, MultitaskResult, RoundRobin, fit_multitask, transfer_prompt

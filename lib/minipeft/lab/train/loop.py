@@ -107,6 +107,20 @@ def as_tokenized(ds, tokenizer, max_length):
     return tokenize(ds, tokenizer, max_length) if "input_ids" not in ds.column_names else ds
 
 
+def eval_batches(ds, tokenizer, batch_size: int = 128, max_length: int = 64):
+    """(rows, batch) over a (raw or tokenised) dataset: its rows in batches of similar length (less padding), each
+    batch collated as the model takes it, without labels; ``rows`` are the batch's indices in ``ds``."""
+    ds = as_tokenized(ds, tokenizer, max_length)
+    lengths = [len(ids) for ids in ds["input_ids"]]
+    order = sorted(range(len(ds)), key=lambda i: lengths[i])    # similar lengths -> less padding
+    collate = EncoderCollate(tokenizer)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        batch = collate([ds[i] for i in rows])
+        batch.pop("labels", None)
+        yield rows, batch
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, tokenizer, ds, batch_size: int = 128, max_length: int = 64,
             device: str | torch.device | None = None) -> list[int]:
@@ -115,16 +129,10 @@ def predict(model: nn.Module, tokenizer, ds, batch_size: int = 128, max_length: 
     Rows are scored in batches of similar length (less padding) under inference_mode (no autograd bookkeeping at
     all): the same predictions as a plain no_grad loop, faster."""
     device = torch.device(device or next(model.parameters()).device)
-    ds = as_tokenized(ds, tokenizer, max_length)
-    lengths = [len(ids) for ids in ds["input_ids"]]
-    order = sorted(range(len(ds)), key=lambda i: lengths[i])    # similar lengths -> less padding
-    collate, was_training = EncoderCollate(tokenizer), model.training
+    was_training = model.training
     model.eval()
     predictions = [0] * len(ds)
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        batch = collate([ds[i] for i in rows])
-        batch.pop("labels", None)
+    for rows, batch in eval_batches(ds, tokenizer, batch_size, max_length):
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits  # (B, C)
         for i, p in zip(rows, logits.argmax(-1).tolist()):
             predictions[i] = p
